@@ -1,0 +1,230 @@
+"""Tasks: a function registered with an app, sent to workers with ``delay`` / ``apply_async``.
+
+Options are validated when the function is decorated, so a bad option fails at import,
+never in the worker. Arguments JSON cannot carry fail at ``delay()`` with a TypeError
+naming the argument; the message is never half-sent.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from . import message as message_codec
+from . import serializers
+from .brokers.base import Outgoing
+from .errors import ConfigurationError, MessageTooLarge
+from .result import Result
+from .retries import RetryPolicy
+
+if TYPE_CHECKING:
+    from .app import App
+
+__all__ = ["Task", "TaskOptions", "task_name"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+Seconds = float | int | timedelta
+
+
+def seconds(value: Seconds | None, what: str) -> float | None:
+    """A duration as float seconds (timedelta accepted); ConfigurationError if negative."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(f"{what} must be a number of seconds, not {value!r}")
+    if value < 0:
+        raise ConfigurationError(f"{what} must not be negative, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """A task's options, validated: durations in seconds, None where unset."""
+
+    name: str
+    queue: str
+    priority: int = 0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+    result_ttl: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ConfigurationError("a task name must not be empty")
+        if not self.queue:
+            raise ConfigurationError(f"task {self.name}: queue must not be empty")
+        if self.retry.retries < 0:
+            raise ConfigurationError(f"task {self.name}: retries must be >= 0")
+        for what in ("time_limit", "soft_time_limit"):
+            value = getattr(self, what)
+            if value is not None and value <= 0:
+                raise ConfigurationError(f"task {self.name}: {what} must be > 0, got {value}")
+        if (
+            self.time_limit is not None
+            and self.soft_time_limit is not None
+            and self.soft_time_limit >= self.time_limit
+        ):
+            raise ConfigurationError(
+                f"task {self.name}: soft_time_limit ({self.soft_time_limit}) must be below "
+                f"time_limit ({self.time_limit})"
+            )
+        for kind in self.retry.autoretry_for:
+            if not (isinstance(kind, type) and issubclass(kind, BaseException)):
+                raise ConfigurationError(
+                    f"task {self.name}: autoretry_for must list exception types, got {kind!r}"
+                )
+
+
+def task_name(fn: Callable[..., Any]) -> str:
+    """``module.qualname``; for a script run as ``__main__``, the module it would be
+    imported as (``python tasks.py`` names its tasks ``tasks.…``, as a worker does)."""
+    module = fn.__module__
+    if module == "__main__":
+        main = sys.modules.get("__main__")
+        spec = getattr(main, "__spec__", None)
+        main_file = getattr(main, "__file__", None)
+        if spec is not None and spec.name:
+            module = spec.name.removesuffix(".__main__")
+        elif main_file:
+            module = Path(main_file).stem
+    return f"{module}.{fn.__qualname__}"
+
+
+class Task(Generic[P, R]):
+    """A registered function. Call it to run it here; ``delay`` to run it on a worker."""
+
+    def __init__(self, app: App, fn: Callable[P, R], options: TaskOptions) -> None:
+        self.app = app
+        self.fn = fn
+        self.options = options
+        self.name = options.name
+        self._signature: inspect.Signature | None = None
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> Result[R]:
+        """Send the task to a worker with these arguments; returns its Result at once."""
+        return self.apply_async(args, kwargs)
+
+    def apply_async(
+        self,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        countdown: Seconds | None = None,
+        eta: datetime | float | None = None,
+        expires: Seconds | datetime | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        task_id: str | None = None,
+    ) -> Result[R]:
+        """Send the task with options.
+
+        ``countdown`` (seconds) or ``eta`` (a datetime, or Unix time) delays it; a task
+        not started before ``expires`` (seconds from now, or a datetime) is revoked
+        instead of run. ``priority``: higher runs first. ``task_id``: your own id.
+        """
+        kwargs = dict(kwargs or {})
+        now = time.time()
+        msg = message_codec.Message(
+            id=task_id or message_codec.new_id(),
+            task=self.name,
+            args=tuple(args),
+            kwargs=kwargs,
+            expires=_absolute(expires, now, "expires"),
+            created_at=now,
+        )
+        body = self._encode(msg)
+        not_before = _not_before(countdown, eta, now)
+        self.app.broker.enqueue(
+            [
+                Outgoing(
+                    id=msg.id,
+                    queue=queue or self.options.queue,
+                    body=body,
+                    priority=self.options.priority if priority is None else int(priority),
+                    not_before=not_before,
+                )
+            ]
+        )
+        return Result(self.app, msg.id)
+
+    def AsyncResult(self, task_id: str) -> Result[R]:
+        """The Result handle of an earlier call, by id."""
+        return Result(self.app, task_id)
+
+    def _encode(self, msg: message_codec.Message) -> bytes:
+        try:
+            body = message_codec.encode(msg)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(self._explain_unencodable(msg)) from exc
+        limit = self.app.settings.max_message_bytes
+        if len(body) > limit:
+            raise MessageTooLarge(
+                f"task {self.name}: the message is {len(body):,} bytes, over the limit of "
+                f"{limit:,} (App setting max_message_bytes); pass a reference to large data "
+                "(a path, a key) instead"
+            )
+        return body
+
+    def _explain_unencodable(self, msg: message_codec.Message) -> str:
+        names = self._parameter_names(len(msg.args))
+        candidates = [(names[i], value) for i, value in enumerate(msg.args)]
+        candidates += list(msg.kwargs.items())
+        for name, value in candidates:
+            why = serializers.describe_unencodable(value)
+            if why is not None:
+                return f"task {self.name}: argument {name!r} cannot be sent as JSON: {why}"
+        return f"task {self.name}: the arguments cannot be sent as JSON"
+
+    def _parameter_names(self, count: int) -> list[str]:
+        if self._signature is None:
+            try:
+                self._signature = inspect.signature(self.fn)
+            except (TypeError, ValueError):
+                self._signature = inspect.Signature()
+        names = [
+            p.name
+            for p in self._signature.parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        return [names[i] if i < len(names) else f"args[{i}]" for i in range(count)]
+
+
+def _absolute(value: Seconds | datetime | None, now: float, what: str) -> float | None:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    relative = seconds(value, what)
+    return None if relative is None else now + relative
+
+
+def _not_before(
+    countdown: Seconds | None, eta: datetime | float | None, now: float
+) -> float | None:
+    if countdown is not None and eta is not None:
+        raise ConfigurationError("give countdown or eta, not both")
+    if isinstance(eta, datetime):
+        return eta.timestamp()
+    if eta is not None:
+        if isinstance(eta, bool) or not isinstance(eta, (int, float)):
+            raise ConfigurationError(f"eta must be a datetime or a Unix time, not {eta!r}")
+        return float(eta)
+    delay = seconds(countdown, "countdown")
+    return None if not delay else now + delay

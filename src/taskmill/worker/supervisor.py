@@ -1,0 +1,292 @@
+"""The supervisor: the ``taskmill worker`` process that owns N children.
+
+::
+
+                     ┌──────────────── supervisor (single-threaded) ────────────────┐
+    SIGTERM/SIGINT ─▶│ wait(children's sentinels, signal pipe, 0.1 s)               │
+                     │  • a child died      → settle its slot, start a replacement  │
+                     │  • a task overran    → SIGKILL the child, TimeLimitExceeded  │
+                     │  • every 2 s         → heartbeat in the worker registry      │
+                     └──────┬────────────────────┬─────────────────────────┬────────┘
+                         fork│                fork│                     fork│
+                       child 0              child 1        …          child N-1
+                 reserve ─▶ run ─▶ ack   (each a direct consumer of the broker)
+
+Each child has a :class:`ChildSlot` in shared memory that says which messages it holds
+and which one is running. When a child dies the supervisor settles that slot: the task
+that was running is put back *counting* the delivery (after ``max_deliveries`` it is
+dead-lettered as WorkerLost), and every other message the child held goes back at once
+without counting, so a poison message cannot take its batch-mates down with it.
+
+Shutdown: the first SIGTERM or SIGINT drains — children stop reserving, give back the
+messages they have not started and finish the running task within ``grace`` seconds; a
+second signal (or the grace running out) is a cold stop: children are killed and their
+messages given back. Children ask the kernel to kill them if the supervisor dies, so they
+never outlive it. The supervisor starts no threads, so forking it is safe.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+from ..app import App
+from ..brokers import redact_url
+from ..errors import TimeLimitExceeded
+from ..result import error_record
+from ..retries import RetryPolicy
+from .child import Child
+from .slot import BatchEntry, ChildSlot
+
+__all__ = ["Supervisor"]
+
+logger = logging.getLogger(__name__)
+
+TICK = 0.1
+REGISTRY_EVERY = 2.0
+REGISTRY_TTL = 10.0
+#: a child that dies sooner than this after its start is replaced only after a pause
+RESPAWN_PAUSE = 1.0
+
+
+@dataclass
+class _Seat:
+    """One child position: its slot outlives the children that sit in it."""
+
+    index: int
+    slot: ChildSlot = field(default_factory=ChildSlot)
+    process: BaseProcess | None = None
+    started: float = 0.0
+    respawn_at: float = 0.0
+
+
+class Supervisor:
+    """Runs ``concurrency`` children consuming ``queues`` until told to stop."""
+
+    def __init__(
+        self,
+        app: App,
+        queues: Sequence[str],
+        concurrency: int,
+        max_tasks_per_child: int | None = None,
+        grace: float = 30.0,
+    ) -> None:
+        self.app = app
+        self.queues = list(queues)
+        self.concurrency = concurrency
+        self.max_tasks_per_child = max_tasks_per_child
+        self.grace = grace
+        self.id = f"{socket.gethostname()}:{os.getpid()}"
+        self.seats = [_Seat(i) for i in range(concurrency)]
+        self._ctx = multiprocessing.get_context("fork")
+        self._signals: list[int] = []
+        self._draining_since: float | None = None
+        self._cold = False
+        self._started = time.time()
+        self._last_registry = 0.0
+
+    # -- main loop --------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Supervise until stopped; returns the exit code."""
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        previous = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            for seat in self.seats:
+                self._spawn(seat)
+            self._register()
+            logger.info(
+                "taskmill worker %s ready: app %s, broker %s, queues %s, %d children (pids %s)",
+                self.id, self.app.name, redact_url(self.app.broker_url), ",".join(self.queues),
+                self.concurrency, " ".join(str(s.process.pid) for s in self.seats if s.process),
+            )
+            while self._alive_children() or self._draining_since is None:
+                self._tick(wake_r)
+        finally:
+            self._kill_all()
+            signal.set_wakeup_fd(previous)
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+            os.close(wake_r)
+            os.close(wake_w)
+            self.app.broker.unregister_worker(self.id)
+            self.app.close()
+        logger.info("taskmill worker %s stopped", self.id)
+        return 0
+
+    def _tick(self, wake_r: int) -> None:
+        sentinels = [s.process.sentinel for s in self.seats if s.process is not None]
+        ready = wait([wake_r, *sentinels], timeout=TICK)
+        if wake_r in ready:
+            os.read(wake_r, 512)
+        self._handle_signals()
+        now = time.monotonic()
+        for seat in self.seats:
+            self._watch(seat, now)
+        if self._draining_since is not None and now - self._draining_since > self.grace:
+            logger.warning("grace period of %.0fs is over: killing children", self.grace)
+            self._cold = True
+            self._kill_all()
+        if time.monotonic() - self._last_registry >= REGISTRY_EVERY:
+            self._register()
+
+    def _watch(self, seat: _Seat, now: float) -> None:
+        process = seat.process
+        if process is None:
+            if self._draining_since is None and now >= seat.respawn_at:
+                self._spawn(seat)
+            return
+        if seat.slot.overdue(now):
+            self._kill(process)
+            self._settle(seat, "time limit")
+        elif not process.is_alive():
+            process.join()
+            self._settle(seat, "cold stop" if self._cold else "died")
+
+    # -- children ---------------------------------------------------------------------
+
+    def _spawn(self, seat: _Seat) -> None:
+        seat.slot.clear()
+        consumer = f"{self.id}/{seat.index}"
+        process = self._ctx.Process(
+            target=_child_main,
+            args=(self.app, self.queues, seat.slot, consumer, self.max_tasks_per_child,
+                  os.getpid()),
+            name=f"taskmill-child-{seat.index}",
+        )
+        process.start()
+        seat.process, seat.started = process, time.monotonic()
+
+    def _settle(self, seat: _Seat, cause: str) -> None:
+        """A child is gone: give back what it held, and record a time-limit failure."""
+        process = seat.process
+        assert process is not None
+        seat.process = None
+        state = seat.slot.read()
+        seat.slot.clear()
+        broker = self.app.broker
+        others = [e.delivery() for i, e in enumerate(state.batch) if i != state.running]
+        if others:
+            broker.release(others)
+        running = None if state.running is None else state.batch[state.running]
+        if process.exitcode != 0 or running is not None:
+            logger.warning(
+                "child %s (pid %s) exited with %s (%s)%s", seat.index, process.pid,
+                _exit_description(process.exitcode), cause,
+                f" while running {running.task}[{running.id}]" if running else "",
+            )
+        if running is not None:
+            self._settle_running(running, cause)
+        if time.monotonic() - seat.started < RESPAWN_PAUSE and process.exitcode != 0:
+            seat.respawn_at = time.monotonic() + RESPAWN_PAUSE
+        process.close()
+
+    def _settle_running(self, entry: BatchEntry, cause: str) -> None:
+        broker = self.app.broker
+        delivery = entry.delivery()
+        if cause == "cold stop":
+            broker.release([delivery])
+        elif cause == "time limit":
+            self._time_limit_exceeded(entry)
+        else:
+            broker.requeue(delivery)
+
+    def _time_limit_exceeded(self, entry: BatchEntry) -> None:
+        task = self.app.tasks.get(entry.task)
+        limit = task.options.time_limit if task else None
+        message = (
+            f"task {entry.task}[{entry.id}] exceeded its hard time limit of {limit}s; "
+            "its worker process was killed"
+        )
+        policy = task.options.retry if task else RetryPolicy()
+        delay = policy.retry_delay(TimeLimitExceeded(message), entry.attempt)
+        broker = self.app.broker
+        if delay is not None:
+            broker.retry(entry.delivery(), broker.now() + delay)
+            return
+        ttl = self.app.result_ttl(task)
+        broker.ack([entry.delivery()], [error_record(entry.id, TimeLimitExceeded, message, ttl)])
+        logger.error("%s", message)
+
+    def _kill(self, process: BaseProcess) -> None:
+        if process.is_alive() and process.pid is not None:
+            os.kill(process.pid, signal.SIGKILL)
+        process.join()
+
+    def _kill_all(self) -> None:
+        for seat in self.seats:
+            if seat.process is not None:
+                self._kill(seat.process)
+                self._settle(seat, "cold stop")
+
+    def _alive_children(self) -> bool:
+        return any(s.process is not None for s in self.seats)
+
+    # -- signals ----------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signals.append(signum)
+
+    def _handle_signals(self) -> None:
+        while self._signals:
+            signum = self._signals.pop(0)
+            name = signal.Signals(signum).name
+            if self._draining_since is None:
+                logger.info("%s: draining (a second signal stops at once)", name)
+                self._draining_since = time.monotonic()
+                for seat in self.seats:
+                    if seat.process is not None and seat.process.pid is not None:
+                        os.kill(seat.process.pid, signal.SIGTERM)
+            else:
+                logger.warning("%s again: cold stop", name)
+                self._cold = True
+                self._kill_all()
+
+    # -- registry ---------------------------------------------------------------------
+
+    def _register(self) -> None:
+        self._last_registry = time.monotonic()
+        info = {
+            "id": self.id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "app": self.app.name,
+            "concurrency": self.concurrency,
+            "queues": self.queues,
+            "children": [s.process.pid for s in self.seats if s.process is not None],
+            "started_at": self._started,
+            "heartbeat_at": time.time(),
+        }
+        self.app.broker.register_worker(self.id, json.dumps(info).encode(), REGISTRY_TTL)
+
+
+def _exit_description(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"signal {signal.Signals(-code).name}"
+    return f"exit code {code}"
+
+
+def _child_main(
+    app: App,
+    queues: list[str],
+    slot: ChildSlot,
+    consumer: str,
+    max_tasks: int | None,
+    parent_pid: int,
+) -> None:
+    signal.set_wakeup_fd(-1)
+    code = Child(app, queues, slot, consumer, max_tasks, parent_pid).run()
+    sys.exit(code)
