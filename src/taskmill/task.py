@@ -152,7 +152,7 @@ class Task(Generic[P, R]):
             created_at=now,
         )
         body = self._encode(msg)
-        not_before = _not_before(countdown, eta, now)
+        delay = _delay(countdown, eta, now)
         self.app.broker.enqueue(
             [
                 Outgoing(
@@ -160,7 +160,7 @@ class Task(Generic[P, R]):
                     queue=queue or self.options.queue,
                     body=body,
                     priority=self.options.priority if priority is None else int(priority),
-                    not_before=not_before,
+                    delay=delay,
                 )
             ]
         )
@@ -215,16 +215,14 @@ def _absolute(value: Seconds | datetime | None, now: float, what: str) -> float 
     return None if relative is None else now + relative
 
 
-def _not_before(
-    countdown: Seconds | None, eta: datetime | float | None, now: float
-) -> float | None:
+def _delay(countdown: Seconds | None, eta: datetime | float | None, now: float) -> float:
+    """Seconds from now until the task is due: the broker adds them to its own clock."""
     if countdown is not None and eta is not None:
         raise ConfigurationError("give countdown or eta, not both")
     if isinstance(eta, datetime):
-        return eta.timestamp()
+        return max(0.0, eta.timestamp() - now)
     if eta is not None:
         if isinstance(eta, bool) or not isinstance(eta, (int, float)):
             raise ConfigurationError(f"eta must be a datetime or a Unix time, not {eta!r}")
-        return float(eta)
-    delay = seconds(countdown, "countdown")
-    return None if not delay else now + delay
+        return max(0.0, float(eta) - now)
+    return seconds(countdown, "countdown") or 0.0

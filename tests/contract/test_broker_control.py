@@ -45,10 +45,9 @@ def test_stats_are_empty_for_an_empty_broker(broker: Broker) -> None:
 
 
 def test_stats_count_ready_delayed_in_flight_and_dead_per_queue(broker: Broker) -> None:
-    later = broker.now() + 60
     broker.enqueue(
         [Outgoing(f"r{i}", "q", b"") for i in range(4)]
-        + [Outgoing(f"d{i}", "q", b"", not_before=later) for i in range(2)]
+        + [Outgoing(f"d{i}", "q", b"", delay=60) for i in range(2)]
         + [Outgoing("other", "other", b"")]
     )
     leased = broker.reserve(["q"], 2, lease_s=30, wait_s=0)
@@ -74,6 +73,6 @@ def test_stats_count_a_message_whose_lease_expired_as_ready(broker: Broker) -> N
 def test_stats_count_a_retry_waiting_for_its_time_as_delayed(broker: Broker) -> None:
     broker.enqueue([Outgoing("a", "q", b"")])
     (delivery,) = broker.reserve(["q"], 1, lease_s=30, wait_s=0)
-    broker.retry(delivery, not_before=broker.now() + 60)
+    broker.retry(delivery, delay=60)
 
     assert broker.stats() == {"q": QueueStats(delayed=1)}

@@ -45,7 +45,7 @@ STALE_OPERATIONS: dict[str, Callable[[Broker, Delivery], bool]] = {
     "extend": lambda b, d: b.extend([d], 30) == [True],
     "release": lambda b, d: b.release([d]) == [True],
     "requeue": lambda b, d: b.requeue(d),
-    "retry": lambda b, d: b.retry(d, not_before=0),
+    "retry": lambda b, d: b.retry(d, delay=0),
     "dead_letter": lambda b, d: b.dead_letter(d, "stale"),
 }
 
@@ -132,17 +132,17 @@ def test_requeue_puts_a_message_back_counting_the_delivery(broker: Broker) -> No
     assert (again.deliveries, again.attempt) == (2, 0)
 
 
-def test_requeue_honours_not_before(broker: Broker) -> None:
+def test_requeue_honours_its_delay(broker: Broker) -> None:
     broker.enqueue([Outgoing("a", "q", b"")])
     eta = broker.now() + 0.3
 
-    assert broker.requeue(take(broker), not_before=eta) is True
+    assert broker.requeue(take(broker), delay=0.3) is True
     assert broker.reserve(["q"], 1, lease_s=30, wait_s=0) == []
     assert take(broker, wait_s=5).deliveries == 2
     assert broker.now() >= eta
 
 
-def test_retry_increments_attempt_resets_deliveries_and_honours_not_before(
+def test_retry_increments_attempt_resets_deliveries_and_honours_its_delay(
     broker: Broker,
 ) -> None:
     broker.enqueue([Outgoing("a", "q", b"body")])
@@ -151,7 +151,7 @@ def test_retry_increments_attempt_resets_deliveries_and_honours_not_before(
     assert second.deliveries == 2
     eta = broker.now() + 0.3
 
-    assert broker.retry(second, not_before=eta) is True
+    assert broker.retry(second, delay=0.3) is True
     assert broker.reserve(["q"], 1, lease_s=30, wait_s=0) == []
     again = take(broker, wait_s=5)
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from taskmill.brokers.base import Broker, Outgoing
 
 
-def msg(id: str, queue: str = "q", priority: int = 0, not_before: float | None = None) -> Outgoing:
-    return Outgoing(id, queue, id.encode(), priority, not_before)
+def msg(id: str, queue: str = "q", priority: int = 0, delay: float = 0.0) -> Outgoing:
+    return Outgoing(id, queue, id.encode(), priority, delay)
 
 
 def ids(broker: Broker, queues: list[str], max_count: int = 100) -> list[str]:
@@ -83,9 +83,9 @@ def test_enqueue_of_nothing_is_a_no_op(broker: Broker) -> None:
     assert ids(broker, ["q"]) == []
 
 
-def test_message_with_not_before_is_not_due_earlier(broker: Broker) -> None:
+def test_message_with_a_delay_is_not_due_earlier(broker: Broker) -> None:
     eta = broker.now() + 0.3
-    broker.enqueue([msg("later", not_before=eta)])
+    broker.enqueue([msg("later", delay=0.3)])
 
     assert ids(broker, ["q"]) == []
     (delivery,) = broker.reserve(["q"], 1, lease_s=30, wait_s=5)
@@ -94,8 +94,8 @@ def test_message_with_not_before_is_not_due_earlier(broker: Broker) -> None:
     assert broker.now() >= eta
 
 
-def test_message_with_a_past_not_before_is_due_at_once(broker: Broker) -> None:
-    broker.enqueue([msg("past", not_before=broker.now() - 10)])
+def test_message_with_no_delay_is_due_at_once(broker: Broker) -> None:
+    broker.enqueue([msg("past", delay=0)])
 
     assert ids(broker, ["q"]) == ["past"]
 

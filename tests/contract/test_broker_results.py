@@ -61,7 +61,7 @@ def test_fetch_results_derives_the_state_of_messages_still_in_the_broker(
     broker: Broker,
 ) -> None:
     broker.enqueue([Outgoing(id, "q", b"") for id in ("retry", "started", "pending")])
-    broker.retry(take(broker), not_before=broker.now() + 60)
+    broker.retry(take(broker), delay=60)
     assert take(broker).id == "started"
 
     assert broker.fetch_results(["pending", "started", "retry"]) == {

@@ -46,13 +46,16 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """A message to enqueue. ``not_before`` is a time on the broker's clock (ETA)."""
+    """A message to enqueue, due ``delay`` seconds after the broker stores it.
+
+    The delay is relative so that ETAs follow the broker's clock, never a client's.
+    """
 
     id: str
     queue: str
     body: bytes
     priority: int = 0
-    not_before: float | None = None
+    delay: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +121,10 @@ class Broker(ABC):
 
     @abstractmethod
     def enqueue(self, messages: Sequence[Outgoing]) -> None:
-        """Store all ``messages`` in one atomic step: all are stored, or none is."""
+        """Store all ``messages`` in one atomic step: all are stored, or none is.
+
+        A message whose id is already queued is ignored (enqueue is idempotent).
+        """
 
     @abstractmethod
     def reserve(
@@ -157,12 +163,12 @@ class Broker(ABC):
         """Put messages back at once, not counting this delivery (unstarted prefetch)."""
 
     @abstractmethod
-    def requeue(self, delivery: Delivery, not_before: float | None = None) -> bool:
+    def requeue(self, delivery: Delivery, delay: float = 0.0) -> bool:
         """Put a message back, counting this delivery (its worker died running it)."""
 
     @abstractmethod
-    def retry(self, delivery: Delivery, not_before: float) -> bool:
-        """Put a message back for its next attempt: ``attempt`` + 1, ``deliveries`` reset."""
+    def retry(self, delivery: Delivery, delay: float) -> bool:
+        """Back for the next attempt in ``delay`` s: ``attempt`` + 1, ``deliveries`` reset."""
 
     @abstractmethod
     def dead_letter(self, delivery: Delivery, reason: str) -> bool:

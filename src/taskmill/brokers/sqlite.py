@@ -8,7 +8,7 @@
 
 Schema. ``messages`` holds every message not yet acknowledged. ``seq`` (the rowid) is
 the insertion order, so FIFO within a priority is ``ORDER BY priority DESC, seq``.
-``available_at`` is the one time that matters for reserving: the ETA (``not_before``, 0
+``available_at`` is the one time that matters for reserving: the ETA (now + ``delay``, 0
 when there is none) while the message waits, and the lease expiry while it is leased.
 A message is due when ``available_at <= now``; so a message whose worker died becomes
 due again when its lease runs out, and ``reserve`` reclaims it with no sweeper. ``lease``
@@ -271,7 +271,7 @@ class SQLiteBroker(Broker):
         if not messages:
             return
         now = self.now()
-        rows = [(m.id, m.queue, m.priority, m.not_before or 0.0, now, m.body) for m in messages]
+        rows = [(m.id, m.queue, m.priority, _due(now, m.delay), now, m.body) for m in messages]
         with self._transaction() as conn:
             conn.executemany(
                 """INSERT INTO messages (id, queue, priority, available_at, enqueued_at, body)
@@ -369,19 +369,19 @@ class SQLiteBroker(Broker):
             [(d.id, d.lease) for d in deliveries],
         )
 
-    def requeue(self, delivery: Delivery, not_before: float | None = None) -> bool:
+    def requeue(self, delivery: Delivery, delay: float = 0.0) -> bool:
         (done,) = self._per_delivery(
             "UPDATE messages SET lease = NULL, available_at = ? WHERE id = ? AND lease = ?",
-            [(not_before or 0.0, delivery.id, delivery.lease)],
+            [(_due(self.now(), delay), delivery.id, delivery.lease)],
         )
         return done
 
-    def retry(self, delivery: Delivery, not_before: float) -> bool:
+    def retry(self, delivery: Delivery, delay: float) -> bool:
         (done,) = self._per_delivery(
             """UPDATE messages SET lease = NULL, available_at = ?, deliveries = 0,
                 attempt = attempt + 1
             WHERE id = ? AND lease = ?""",
-            [(not_before, delivery.id, delivery.lease)],
+            [(_due(self.now(), delay), delivery.id, delivery.lease)],
         )
         return done
 
@@ -502,6 +502,11 @@ class SQLiteBroker(Broker):
             ):
                 counts.setdefault(queue, [0, 0, 0, 0])[3] = dead
         return {queue: QueueStats(*c) for queue, c in counts.items()}
+
+
+def _due(now: float, delay: float) -> float:
+    """``available_at`` for a message due ``delay`` seconds from ``now`` (0: due at once)."""
+    return now + delay if delay > 0 else 0.0
 
 
 def _derived_state(lease: str | None, available_at: float, attempt: int, now: float) -> str:

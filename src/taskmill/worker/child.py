@@ -181,7 +181,7 @@ class Child:
             self._pending(delivery, outcome.result)
         elif outcome.action == "retry":
             self.flush()
-            broker.retry(delivery, broker.now() + outcome.delay)
+            broker.retry(delivery, outcome.delay)
         else:
             self.flush()
             if outcome.result is not None:

@@ -215,7 +215,7 @@ class Supervisor:
         delay = policy.retry_delay(TimeLimitExceeded(message), entry.attempt)
         broker = self.app.broker
         if delay is not None:
-            broker.retry(entry.delivery(), broker.now() + delay)
+            broker.retry(entry.delivery(), delay)
             return
         ttl = self.app.result_ttl(task)
         broker.ack([entry.delivery()], [error_record(entry.id, TimeLimitExceeded, message, ttl)])
