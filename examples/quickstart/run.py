@@ -23,7 +23,9 @@ HERE = Path(__file__).resolve().parent
 def start_worker() -> subprocess.Popen[str]:
     worker = subprocess.Popen(
         [sys.executable, "-m", "taskmill", "worker", "-A", "tasks", "-c", "2", "--loglevel=info"],
-        cwd=HERE, stderr=subprocess.PIPE, text=True,
+        cwd=HERE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert worker.stderr is not None
     for line in worker.stderr:

@@ -168,7 +168,7 @@ class App:
         built = TaskOptions(
             name=name,
             queue=opts.pop("queue", None) or self.settings.default_queue,
-            priority=int(opts.pop("priority", 0)),
+            priority=opts.pop("priority", 0),
             retry=policy,
             time_limit=seconds(opts.pop("time_limit", None), "time_limit"),
             soft_time_limit=seconds(opts.pop("soft_time_limit", None), "soft_time_limit"),

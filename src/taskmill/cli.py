@@ -102,18 +102,42 @@ LEVELS = click.Choice(["debug", "info", "warning", "error", "critical"], case_se
 
 
 @cli.command()
-@click.option("-A", "--app", "target", required=True, metavar="MODULE[:ATTR]",
-              help="The module holding your App (and its tasks), e.g. -A tasks.")
-@click.option("-c", "--concurrency", type=click.IntRange(min=1), default=None,
-              help="Child processes running tasks [default: the number of CPUs].")
-@click.option("-Q", "--queues", default=None, metavar="Q1,Q2",
-              help="Comma-separated queues to consume [default: the app's default queue].")
-@click.option("-l", "--loglevel", type=LEVELS, default="info", show_default=True,
-              help="Log level.")
-@click.option("--max-tasks-per-child", type=click.IntRange(min=1), default=None,
-              help="Replace a child after it ran this many tasks (contains leaks).")
-@click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
-              help="Seconds running tasks get to finish after SIGTERM before a cold stop.")
+@click.option(
+    "-A",
+    "--app",
+    "target",
+    required=True,
+    metavar="MODULE[:ATTR]",
+    help="The module holding your App (and its tasks), e.g. -A tasks.",
+)
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Child processes running tasks [default: the number of CPUs].",
+)
+@click.option(
+    "-Q",
+    "--queues",
+    default=None,
+    metavar="Q1,Q2",
+    help="Comma-separated queues to consume [default: the app's default queue].",
+)
+@click.option("-l", "--loglevel", type=LEVELS, default="info", show_default=True, help="Log level.")
+@click.option(
+    "--max-tasks-per-child",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Replace a child after it ran this many tasks (contains leaks).",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds running tasks get to finish after SIGTERM before a cold stop.",
+)
 def worker(
     target: str,
     concurrency: int | None,
@@ -146,10 +170,21 @@ def worker(
 
 
 @cli.command()
-@click.option("-A", "--app", "target", default=None, metavar="MODULE[:ATTR]",
-              help="Read the broker URL from this App.")
-@click.option("-b", "--broker", default=None, metavar="URL",
-              help="Broker URL [default: $TASKMILL_BROKER, else sqlite:///taskmill.db].")
+@click.option(
+    "-A",
+    "--app",
+    "target",
+    default=None,
+    metavar="MODULE[:ATTR]",
+    help="Read the broker URL from this App.",
+)
+@click.option(
+    "-b",
+    "--broker",
+    default=None,
+    metavar="URL",
+    help="Broker URL [default: $TASKMILL_BROKER, else sqlite:///taskmill.db].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def status(target: str | None, broker: str | None, as_json: bool) -> None:
     """Show queue depths (ready, delayed, in flight, dead) and live workers."""
@@ -163,8 +198,12 @@ def status(target: str | None, broker: str | None, as_json: bool) -> None:
         app.close()
     if as_json:
         queues = {name: vars_of(s) for name, s in sorted(stats.items())}
-        click.echo(json.dumps({"broker": redact_url(app.broker_url), "queues": queues,
-                               "workers": workers}, indent=2))
+        click.echo(
+            json.dumps(
+                {"broker": redact_url(app.broker_url), "queues": queues, "workers": workers},
+                indent=2,
+            )
+        )
         return
     click.echo(f"broker: {redact_url(app.broker_url)}\n")
     _print_queues(stats)

@@ -64,6 +64,7 @@ class TaskOptions:
             raise ConfigurationError("a task name must not be empty")
         if not self.queue:
             raise ConfigurationError(f"task {self.name}: queue must not be empty")
+        check_priority(self.priority, self.name)
         if self.retry.retries < 0:
             raise ConfigurationError(f"task {self.name}: retries must be >= 0")
         for what in ("time_limit", "soft_time_limit"):
@@ -84,6 +85,15 @@ class TaskOptions:
                 raise ConfigurationError(
                     f"task {self.name}: autoretry_for must list exception types, got {kind!r}"
                 )
+
+
+def check_priority(priority: int, name: str) -> int:
+    """The priority, if it is an int in -255..255 (higher runs first)."""
+    if isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > 255:
+        raise ConfigurationError(
+            f"task {name}: priority must be an int in -255..255, got {priority!r}"
+        )
+    return priority
 
 
 def task_name(fn: Callable[..., Any]) -> str:
@@ -159,7 +169,9 @@ class Task(Generic[P, R]):
                     id=msg.id,
                     queue=queue or self.options.queue,
                     body=body,
-                    priority=self.options.priority if priority is None else int(priority),
+                    priority=self.options.priority
+                    if priority is None
+                    else check_priority(priority, self.name),
                     delay=delay,
                 )
             ]

@@ -9,8 +9,6 @@ import threading
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
 import taskmill
 from taskmill.brokers.base import Broker, Delivery, Outgoing
 
@@ -36,7 +34,6 @@ def test_threads_sharing_one_broker_never_lease_a_message_twice(broker: Broker) 
     assert counts == Counter(f"m{i}" for i in range(400))
 
 
-@pytest.mark.brokers("sqlite")
 def test_processes_reserving_at_once_never_lease_a_message_twice_nor_lose_one(
     broker: Broker, broker_url: str
 ) -> None:

@@ -36,8 +36,14 @@ def test_default_name_is_module_and_qualname(app):
 
 
 def test_decorator_with_options(app):
-    @app.task(name="math.add", queue="fast", priority=5, retries=2, time_limit=10,
-              soft_time_limit=timedelta(seconds=5))
+    @app.task(
+        name="math.add",
+        queue="fast",
+        priority=5,
+        retries=2,
+        time_limit=10,
+        soft_time_limit=timedelta(seconds=5),
+    )
     def add(x, y):
         return x + y
 
@@ -155,7 +161,7 @@ def test_tasks_of_a_script_run_as_main_are_named_after_the_script(tmp_path):
         textwrap.dedent(
             f"""
             from taskmill import App
-            app = App("jobs", broker="sqlite:///{tmp_path / 'x.db'}")
+            app = App("jobs", broker="sqlite:///{tmp_path / "x.db"}")
             @app.task
             def work():
                 pass
@@ -185,7 +191,9 @@ def test_delay_is_type_checked_against_the_function_signature(tmp_path):
     )
     out = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(snippet)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert re.search(r'Revealed type is "taskmill.result.Result\[(builtins\.)?int\]"', out.stdout)
     assert 'Argument 1 to "delay" of "Task" has incompatible type "str"' in out.stdout

@@ -24,9 +24,14 @@ def open_broker(url: str) -> Broker:
 
         return SQLiteBroker(url)
     if scheme in ("redis", "rediss", "unix"):
-        raise ConfigurationError(
-            f"broker URL {redact_url(url)!r}: the Redis broker is not in this release yet"
-        )
+        try:
+            from .redis import RedisBroker
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"broker URL {redact_url(url)!r} needs the Redis extra: "
+                "pip install 'taskmill[redis]'"
+            ) from exc
+        return RedisBroker(url)
     raise ConfigurationError(
         f"unsupported broker URL {redact_url(url)!r}: expected one of "
         + ", ".join(f"{s}://" for s in SCHEMES)

@@ -49,6 +49,7 @@ class Outgoing:
     """A message to enqueue, due ``delay`` seconds after the broker stores it.
 
     The delay is relative so that ETAs follow the broker's clock, never a client's.
+    ``priority`` is -255..255, higher first.
     """
 
     id: str

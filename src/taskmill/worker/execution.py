@@ -120,7 +120,12 @@ def _failed(
     if delay is not None:
         logger.warning(
             "task %s[%s] raised %r; retry %d/%d in %.2fs",
-            task.name, msg.id, exc, attempt + 1, task.options.retry.retries, delay,
+            task.name,
+            msg.id,
+            exc,
+            attempt + 1,
+            task.options.retry.retries,
+            delay,
         )
         return Outcome("retry", delay=delay)
     logger.error("task %s[%s] failed: %r", task.name, msg.id, exc)

@@ -110,8 +110,12 @@ class Supervisor:
             self._register()
             logger.info(
                 "taskmill worker %s ready: app %s, broker %s, queues %s, %d children (pids %s)",
-                self.id, self.app.name, redact_url(self.app.broker_url), ",".join(self.queues),
-                self.concurrency, " ".join(str(s.process.pid) for s in self.seats if s.process),
+                self.id,
+                self.app.name,
+                redact_url(self.app.broker_url),
+                ",".join(self.queues),
+                self.concurrency,
+                " ".join(str(s.process.pid) for s in self.seats if s.process),
             )
             while self._alive_children() or self._draining_since is None:
                 self._tick(wake_r)
@@ -163,8 +167,14 @@ class Supervisor:
         consumer = f"{self.id}/{seat.index}"
         process = self._ctx.Process(
             target=_child_main,
-            args=(self.app, self.queues, seat.slot, consumer, self.max_tasks_per_child,
-                  os.getpid()),
+            args=(
+                self.app,
+                self.queues,
+                seat.slot,
+                consumer,
+                self.max_tasks_per_child,
+                os.getpid(),
+            ),
             name=f"taskmill-child-{seat.index}",
         )
         process.start()
@@ -184,8 +194,11 @@ class Supervisor:
         running = None if state.running is None else state.batch[state.running]
         if process.exitcode != 0 or running is not None:
             logger.warning(
-                "child %s (pid %s) exited with %s (%s)%s", seat.index, process.pid,
-                _exit_description(process.exitcode), cause,
+                "child %s (pid %s) exited with %s (%s)%s",
+                seat.index,
+                process.pid,
+                _exit_description(process.exitcode),
+                cause,
                 f" while running {running.task}[{running.id}]" if running else "",
             )
         if running is not None:

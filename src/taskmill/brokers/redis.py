@@ -1,0 +1,469 @@
+"""The Redis broker: workers on many machines share queues through one Redis server.
+
+::
+
+    client ──enqueue.lua──▶ ┌──────────── Redis ────────────┐ ◀──reserve.lua / ack.lua── worker
+           ◀──BLPOP w:<id>─ │ per queue {q}: ready delayed  │ ◀──extend / putback ─────── worker
+                            │  leased msg meta notify dead  │
+                            │ results r:<id>, waiters w:<id> │
+                            └────────────────────────────────┘
+
+Every multi-step operation is one Lua script in ``redis_lua/`` (its header documents the
+keys it touches) called by one method here, so each is atomic on the server. Queue keys
+carry the queue as a hash tag (``prefix:{queue}:ready``): the hot-path scripts (enqueue,
+reserve, ack, extend, putback, dead_letter) touch only declared keys. Times — ETAs and
+leases — are read from the server's clock (``TIME``) inside the scripts, never a worker's.
+
+Blocking without polling. An idle ``reserve`` blocks in ``BLPOP`` on the queues'
+``notify`` lists, which enqueue fills with one wake-up token; a reserver that leaves
+messages behind passes the token on. It wakes at the latest when a delayed message or a
+lease comes due (the script returns that hint). A finished task's result is also pushed
+onto ``w:<id>``, so ``Result.get`` is one ``BLPOP`` that returns the result itself.
+
+Connections. redis-py with hiredis; a connection that failed or timed out is dropped,
+never reused (a late reply would be read as the answer to the next command). Calls that
+fail on a lost connection are retried with exponential backoff for up to
+``reconnect_s`` seconds (a URL parameter, default 20) before ``BrokerError``.
+
+URL: ``redis://[user:password@]host:port/db``, ``rediss://`` (TLS) or
+``unix:///path.sock?db=0``, with ``prefix=`` (default ``taskmill``) naming the key
+prefix, so a Redis ACL user limited to ``~prefix:*`` suffices.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Collection, Sequence
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from ..errors import BrokerError, ConfigurationError
+from ..states import FINAL_STATES
+from .base import (
+    Broker,
+    DeadLetter,
+    Delivery,
+    Outgoing,
+    QueueStats,
+    ResultRecord,
+    StoredResult,
+)
+
+__all__ = ["RedisBroker"]
+
+
+MAX_PRIORITY = 255  # priorities are -255..255: they and a 40-bit seq fit a score
+WAITER_TTL_MS = 60_000
+QUEUE_KEYS = ("ready", "delayed", "leased", "msg", "meta", "notify")
+RETRYABLE = (redis.ConnectionError, redis.TimeoutError)
+
+
+def _script_source(name: str) -> str:
+    return resources.files(__package__).joinpath("redis_lua", f"{name}.lua").read_text()
+
+
+def _parse_url(url: str) -> tuple[str, str, float]:
+    """(the URL for redis-py, the key prefix, reconnect seconds)."""
+    parts = urlsplit(url)
+    params = dict(parse_qsl(parts.query))
+    prefix = params.pop("prefix", "taskmill")
+    try:
+        reconnect_s = float(params.pop("reconnect_s", "20"))
+    except ValueError:
+        raise ConfigurationError(f"reconnect_s in {url!r} must be a number") from None
+    if not prefix or any(c in prefix for c in "{}"):
+        raise ConfigurationError(f"bad key prefix {prefix!r}: must be non-empty, without braces")
+    return parts._replace(query=urlencode(params)).geturl(), prefix, reconnect_s
+
+
+class RedisBroker(Broker):
+    """The contract on Redis 6.2+ (7 recommended)."""
+
+    def __init__(self, url: str) -> None:
+        from . import redact_url
+
+        self.url = redact_url(url)
+        redis_url, self.prefix, self.reconnect_s = _parse_url(url)
+        try:
+            self._redis: Any = redis.Redis.from_url(
+                redis_url,
+                socket_timeout=30,
+                socket_connect_timeout=5,
+                health_check_interval=30,
+                retry=Retry(ExponentialBackoff(cap=1.0, base=0.02), retries=3),
+                retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"bad Redis URL {self.url!r}: {exc}") from None
+        self._scripts = {
+            name: self._redis.register_script(_script_source(name))
+            for name in (
+                "enqueue",
+                "reserve",
+                "ack",
+                "extend",
+                "putback",
+                "dead_letter",
+                "status",
+                "revoke",
+                "stats",
+            )
+        }
+        self._known_queues: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<RedisBroker {self.url} prefix={self.prefix!r}>"
+
+    # -- keys -------------------------------------------------------------------------
+
+    def _qkey(self, queue: str, kind: str) -> str:
+        return f"{self.prefix}:{{{queue}}}:{kind}"
+
+    def _queue_keys(self, queue: str, kinds: Sequence[str] = QUEUE_KEYS) -> list[str]:
+        if "{" in queue or "}" in queue:
+            raise ConfigurationError(f"queue name {queue!r} must not contain braces")
+        return [self._qkey(queue, k) for k in kinds]
+
+    def _result_key(self, id: str) -> str:
+        return f"{self.prefix}:r:{id}"
+
+    def _waiter_key(self, id: str) -> str:
+        return f"{self.prefix}:w:{id}"
+
+    @property
+    def _queues_key(self) -> str:
+        return f"{self.prefix}:queues"
+
+    # -- resilience -------------------------------------------------------------------
+
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)``; on a lost connection, retried with backoff for up to
+        reconnect_s seconds (the failed connection is dropped, never reused)."""
+        deadline = time.monotonic() + self.reconnect_s
+        pause = 0.05
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except RETRYABLE as exc:
+                if time.monotonic() + pause > deadline:
+                    raise BrokerError(f"Redis at {self.url} unreachable ({what}): {exc}") from exc
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
+            except redis.RedisError as exc:
+                raise BrokerError(f"Redis at {self.url} refused {what}: {exc}") from exc
+
+    def _script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run one of the Lua scripts (EVALSHA, loading it first if the server lacks it)."""
+        return self._call(name, self._scripts[name], keys, args)
+
+    # -- messages ---------------------------------------------------------------------
+
+    def enqueue(self, messages: Sequence[Outgoing]) -> None:
+        by_queue: dict[str, list[Outgoing]] = {}
+        for m in messages:
+            if not -MAX_PRIORITY <= m.priority <= MAX_PRIORITY:
+                raise ConfigurationError(
+                    f"priority must be -{MAX_PRIORITY}..{MAX_PRIORITY}, got {m.priority}"
+                )
+            by_queue.setdefault(m.queue, []).append(m)
+        if not by_queue:
+            return
+        new = [q for q in by_queue if q not in self._known_queues]
+        if new:
+            self._call("enqueue", self._redis.sadd, self._queues_key, *new)
+            self._known_queues.update(new)
+        if len(by_queue) == 1:
+            ((queue, batch),) = by_queue.items()
+            self._script("enqueue", *self._enqueue_call(queue, batch))
+            return
+
+        def send() -> None:
+            pipe = self._redis.pipeline(transaction=True)  # all queues or none
+            for queue, batch in by_queue.items():
+                self._scripts["enqueue"](*self._enqueue_call(queue, batch), client=pipe)
+            pipe.execute()
+
+        self._call("enqueue", send)
+
+    def _enqueue_call(self, queue: str, batch: Sequence[Outgoing]) -> tuple[list[str], list[Any]]:
+        keys = self._queue_keys(queue, ("ready", "delayed", "msg", "meta", "notify", "seq"))
+        args: list[Any] = [len(batch)]
+        for m in batch:
+            args += [m.id, m.priority, m.delay, m.body]
+        return keys, args
+
+    def reserve(
+        self,
+        queues: Sequence[str],
+        max_count: int,
+        lease_s: float,
+        wait_s: float,
+        consumer: str = "",
+    ) -> list[Delivery]:
+        queues = list(dict.fromkeys(queues))
+        if not queues or max_count <= 0:
+            return []
+        keys = [k for q in queues for k in self._queue_keys(q)]
+        notify = [self._qkey(q, "notify") for q in queues]
+        deadline = time.monotonic() + max(wait_s, 0.0)
+        while True:
+            token = uuid.uuid4().hex
+            reply = self._script("reserve", keys, [max_count, lease_s, token])
+            if len(reply) > 1:
+                return _deliveries(queues, reply, token)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return []
+            hint = float(reply[0])
+            block = left if hint < 0 else min(left, max(hint, 0.001))
+            self._call("reserve", self._redis.blpop, notify, timeout=block)
+
+    def ack(
+        self, deliveries: Sequence[Delivery], results: Sequence[ResultRecord] = ()
+    ) -> list[bool]:
+        if not deliveries and not results:
+            return []
+        keys: list[str] = []
+        args: list[Any] = [len(results), 0]
+        for r in results:
+            keys += [self._result_key(r.id), self._waiter_key(r.id)]
+            args += [_result_value(r), max(1, int(r.ttl * 1000))]
+        groups = self._groups(deliveries, ("ready", "delayed", "leased", "msg", "meta"), keys)
+        args[1] = len(groups)
+        for d in deliveries:
+            args += [groups[d.queue], d.id, d.lease]
+        reply = self._script("ack", keys, args)
+        return [bool(x) for x in reply]
+
+    def _groups(
+        self, deliveries: Sequence[Delivery], kinds: Sequence[str], keys: list[str]
+    ) -> dict[str, int]:
+        """Append each distinct queue's keys to ``keys``; its 1-based group index."""
+        groups: dict[str, int] = {}
+        for d in deliveries:
+            if d.queue not in groups:
+                groups[d.queue] = len(groups) + 1
+                keys += self._queue_keys(d.queue, kinds)
+        return groups
+
+    def extend(self, deliveries: Sequence[Delivery], lease_s: float) -> list[bool]:
+        if not deliveries:
+            return []
+        keys: list[str] = []
+        groups = self._groups(deliveries, ("ready", "leased", "meta"), keys)
+        args: list[Any] = [lease_s]
+        for d in deliveries:
+            args += [groups[d.queue], d.id, d.lease]
+        return [bool(x) for x in self._script("extend", keys, args)]
+
+    def _putback(self, mode: str, deliveries: Sequence[Delivery], delay: float) -> list[bool]:
+        if not deliveries:
+            return []
+        keys: list[str] = []
+        groups = self._groups(deliveries, ("ready", "delayed", "leased", "meta", "notify"), keys)
+        args: list[Any] = [mode, delay]
+        for d in deliveries:
+            args += [groups[d.queue], d.id, d.lease]
+        reply = self._script("putback", keys, args)
+        return [bool(x) for x in reply]
+
+    def release(self, deliveries: Sequence[Delivery]) -> list[bool]:
+        return self._putback("release", deliveries, 0.0)
+
+    def requeue(self, delivery: Delivery, delay: float = 0.0) -> bool:
+        return self._putback("requeue", [delivery], delay)[0]
+
+    def retry(self, delivery: Delivery, delay: float) -> bool:
+        return self._putback("retry", [delivery], delay)[0]
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> bool:
+        keys = self._queue_keys(
+            delivery.queue,
+            ("ready", "delayed", "leased", "msg", "meta", "dead", "deadmsg", "deadinfo"),
+        )
+        args = [delivery.id, delivery.lease, reason]
+        return bool(self._script("dead_letter", keys, args))
+
+    def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        queues = [queue] if queue else sorted(self._all_queues())
+        found: list[DeadLetter] = []
+        for q in queues:
+            dead, bodies, infos = self._queue_keys(q, ("dead", "deadmsg", "deadinfo"))
+            ids = [
+                i.decode()
+                for i in self._call("dead_letters", self._redis.zrevrange, dead, 0, limit - 1)
+            ]
+            if not ids:
+                continue
+
+            def read(
+                pipe: Any, ids: list[str] = ids, bodies: str = bodies, infos: str = infos
+            ) -> None:
+                pipe.hmget(bodies, ids)
+                pipe.hmget(infos, ids)
+
+            body_list, info_list = self._call("dead_letters", self._pipelined, read)
+            for id, body, info in zip(ids, body_list, info_list, strict=True):
+                dead_at, deliveries, attempt, reason = (info or b"0|0|0|").decode().split("|", 3)
+                found.append(
+                    DeadLetter(
+                        id, q, body or b"", reason, float(dead_at), int(deliveries), int(attempt)
+                    )
+                )
+        found.sort(key=lambda d: d.dead_at, reverse=True)
+        return found[:limit]
+
+    def _all_queues(self) -> set[str]:
+        return {q.decode() for q in self._call("queues", self._redis.smembers, self._queues_key)}
+
+    # -- results ----------------------------------------------------------------------
+
+    def store_results(self, results: Sequence[ResultRecord]) -> list[bool]:
+        if not results:
+            return []
+
+        def store(pipe: Any) -> None:
+            for r in results:
+                pipe.set(
+                    self._result_key(r.id), _result_value(r), px=max(1, int(r.ttl * 1000)), nx=True
+                )
+
+        stored = self._call("store_results", self._pipelined, store)
+        fresh = [r for r, ok in zip(results, stored, strict=True) if ok]
+
+        def notify(pipe: Any) -> None:
+            for r in fresh:
+                waiter = self._waiter_key(r.id)
+                pipe.delete(waiter)
+                pipe.rpush(waiter, _result_value(r))
+                pipe.pexpire(waiter, WAITER_TTL_MS)
+
+        if fresh:
+            self._call("store_results", self._pipelined, notify)
+        return [bool(ok) for ok in stored]
+
+    def _pipelined(self, build: Callable[[Any], None]) -> list[Any]:
+        """Run what ``build`` queues in one round trip; built afresh on every try."""
+        pipe = self._redis.pipeline(transaction=False)
+        build(pipe)
+        return list(pipe.execute())
+
+    def fetch_results(self, ids: Collection[str]) -> dict[str, StoredResult]:
+        ids = list(ids)
+        if not ids:
+            return {}
+        values = self._call("fetch_results", self._redis.mget, [self._result_key(i) for i in ids])
+        found = {i: _parse_result(v) for i, v in zip(ids, values, strict=True) if v is not None}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            states = self._script("status", [self._queues_key], [self.prefix, *missing])
+            for id, state in zip(missing, states, strict=True):
+                if state:
+                    found[id] = StoredResult(state.decode())
+        return found
+
+    def wait_results(self, ids: Collection[str], timeout: float | None) -> dict[str, StoredResult]:
+        """One BLPOP on the ids' waiter lists returns a result the moment it is stored."""
+        ids = list(ids)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        waiters = [self._waiter_key(i) for i in ids]
+        block = 0.01
+        while True:
+            left = 1.0 if deadline is None else deadline - time.monotonic()
+            if left > 0:
+                chunk = min(left, block)
+                popped = self._call("wait_results", self._redis.blpop, waiters, timeout=chunk)
+                if popped is not None:
+                    key, value = popped
+                    return {key.decode()[len(self.prefix) + 3 :]: _parse_result(value)}
+            # Nothing pushed: the result may be older than its waiter list, or another
+            # client popped it. The stored result settles it.
+            final = {k: v for k, v in self.fetch_results(ids).items() if v.state in FINAL_STATES}
+            if final or (deadline is not None and time.monotonic() >= deadline):
+                return final
+            block = min(block * 4, 1.0)
+
+    def forget(self, ids: Collection[str]) -> None:
+        keys = [k for i in ids for k in (self._result_key(i), self._waiter_key(i))]
+        if keys:
+            self._call("forget", self._redis.delete, *keys)
+
+    def revoke(self, id: str, result: ResultRecord) -> bool:
+        keys = [self._queues_key, self._result_key(id), self._waiter_key(id)]
+        args = [self.prefix, id, _result_value(result), max(1, int(result.ttl * 1000))]
+        return bool(self._script("revoke", keys, args))
+
+    # -- control ----------------------------------------------------------------------
+
+    def register_worker(self, worker_id: str, info: bytes, ttl: float) -> None:
+        def send() -> None:
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.set(f"{self.prefix}:worker:{worker_id}", info, px=int(ttl * 1000))
+            pipe.zadd(f"{self.prefix}:workers", {worker_id: time.time() + ttl})
+            pipe.execute()
+
+        self._call("register_worker", send)
+
+    def unregister_worker(self, worker_id: str) -> None:
+        def send() -> None:
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.delete(f"{self.prefix}:worker:{worker_id}")
+            pipe.zrem(f"{self.prefix}:workers", worker_id)
+            pipe.execute()
+
+        self._call("unregister_worker", send)
+
+    def workers(self) -> list[bytes]:
+        key = f"{self.prefix}:workers"
+        ids = self._call("workers", self._redis.zrange, key, 0, -1)
+        if not ids:
+            return []
+        info_keys = [f"{self.prefix}:worker:{i.decode()}" for i in ids]
+        infos = self._call("workers", self._redis.mget, info_keys)
+        gone = [i for i, info in zip(ids, infos, strict=True) if info is None]
+        if gone:
+            self._call("workers", self._redis.zrem, key, *gone)
+        return [info for info in infos if info is not None]
+
+    def stats(self) -> dict[str, QueueStats]:
+        reply = self._script("stats", [self._queues_key], [self.prefix])
+        return {
+            reply[i].decode(): QueueStats(*(int(x) for x in reply[i + 1 : i + 5]))
+            for i in range(0, len(reply), 5)
+        }
+
+    def now(self) -> float:
+        seconds, micros = self._call("now", self._redis.time)
+        return float(seconds) + float(micros) / 1e6
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+def _result_value(record: ResultRecord) -> bytes:
+    return record.state.encode() + b"\n" + record.body
+
+
+def _parse_result(value: bytes) -> StoredResult:
+    state, _, body = value.partition(b"\n")
+    return StoredResult(state.decode(), body)
+
+
+def _deliveries(queues: Sequence[str], reply: list[Any], token: str) -> list[Delivery]:
+    out = []
+    for i in range(1, len(reply), 5):
+        index, id, body, deliveries, attempt = reply[i : i + 5]
+        out.append(
+            Delivery(
+                id.decode(), queues[int(index) - 1], body, int(deliveries), int(attempt), token
+            )
+        )
+    return out

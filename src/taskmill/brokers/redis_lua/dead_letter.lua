@@ -1,0 +1,23 @@
+-- dead_letter: move a leased message to the dead-letter store with its reason, when its
+-- lease token is still current.
+--
+-- KEYS[1..5] {q}:ready, {q}:delayed, {q}:leased ZSET; {q}:msg, {q}:meta HASH
+-- KEYS[6]    {q}:dead      ZSET  id -> dead-at time
+-- KEYS[7]    {q}:deadmsg   HASH  id -> body
+-- KEYS[8]    {q}:deadinfo  HASH  id -> "dead_at|deliveries|attempt|reason"
+-- ARGV: id, token, reason
+-- Returns 1 when moved, 0 for a stale lease.
+local id, token, reason = ARGV[1], ARGV[2], ARGV[3]
+local m = redis.call('HGET', KEYS[5], id)
+if not m then return 0 end
+local _, deliveries, attempt, lease = string.match(m, '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
+if lease ~= token then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+redis.call('HSET', KEYS[7], id, redis.call('HGET', KEYS[4], id) or '')
+redis.call('HSET', KEYS[8], id, string.format('%.6f', now) .. '|' .. deliveries .. '|' .. attempt .. '|' .. reason)
+redis.call('ZADD', KEYS[6], now, id)
+for i = 1, 3 do redis.call('ZREM', KEYS[i], id) end
+redis.call('HDEL', KEYS[4], id)
+redis.call('HDEL', KEYS[5], id)
+return 1
