@@ -30,7 +30,7 @@ from .. import message as message_codec
 from .. import states
 from ..app import App
 from ..brokers.base import Delivery, ResultRecord
-from ..errors import MessageError
+from ..errors import BrokerError, MessageError
 from ..message import Message
 from .execution import Outcome, execute
 from .slot import ChildSlot
@@ -45,6 +45,8 @@ BATCH_SECONDS = 0.02
 #: results are written at least this often while a batch runs
 FLUSH_SECONDS = 0.005
 RESERVE_WAIT = 0.5
+BROKER_RETRY_MIN = 0.5
+BROKER_RETRY_MAX = 5.0
 PR_SET_PDEATHSIG = 1
 
 
@@ -103,14 +105,29 @@ class Child:
     def _consume(self) -> None:
         broker = self.app.broker
         lease_s = self.app.settings.lease_s
+        pause = BROKER_RETRY_MIN
         while not self.stopping.is_set():
             if self.max_tasks is not None and self.done >= self.max_tasks:
                 return
-            batch = broker.reserve(
-                self.queues, self._batch_size(), lease_s, RESERVE_WAIT, self.consumer
-            )
-            if batch:
-                self._run_batch(batch)
+            try:
+                batch = broker.reserve(
+                    self.queues, self._batch_size(), lease_s, RESERVE_WAIT, self.consumer
+                )
+                if batch:
+                    self._run_batch(batch)
+                pause = BROKER_RETRY_MIN
+            except BrokerError as exc:
+                # Whatever this batch held stays leased: it comes back when the lease ends.
+                logger.error("broker error: %s; trying again in %.1fs", exc, pause)
+                self._drop_batch()
+                self.stopping.wait(pause)
+                pause = min(pause * 2, BROKER_RETRY_MAX)
+
+    def _drop_batch(self) -> None:
+        with self._lock:
+            self._batch, self._next = [], 0
+        self._pending_acks, self._pending_results = [], []
+        self.slot.clear()
 
     def _batch_size(self) -> int:
         size = 1 if self._avg_seconds <= 0 else int(BATCH_SECONDS / self._avg_seconds)
@@ -226,7 +243,10 @@ class Child:
                 with self._lock:
                     held = self._batch[max(0, self._next - 1) :]
                 if held:
-                    broker.extend(held, self.app.settings.lease_s)
+                    try:
+                        broker.extend(held, self.app.settings.lease_s)
+                    except BrokerError as exc:
+                        logger.error("could not renew leases: %s", exc)
 
     def _release_unstarted(self) -> None:
         """On shutdown, give back at once the messages this child has not started."""

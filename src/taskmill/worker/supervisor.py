@@ -27,6 +27,7 @@ never outlive it. The supervisor starts no threads, so forking it is safe.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -43,7 +44,7 @@ from types import FrameType
 
 from ..app import App
 from ..brokers import redact_url
-from ..errors import TimeLimitExceeded
+from ..errors import BrokerError, TimeLimitExceeded
 from ..result import error_record
 from ..retries import RetryPolicy
 from .child import Child
@@ -126,7 +127,8 @@ class Supervisor:
                 signal.signal(signum, handler)
             os.close(wake_r)
             os.close(wake_w)
-            self.app.broker.unregister_worker(self.id)
+            with contextlib.suppress(BrokerError):
+                self.app.broker.unregister_worker(self.id)
             self.app.close()
         logger.info("taskmill worker %s stopped", self.id)
         return 0
@@ -187,10 +189,6 @@ class Supervisor:
         seat.process = None
         state = seat.slot.read()
         seat.slot.clear()
-        broker = self.app.broker
-        others = [e.delivery() for i, e in enumerate(state.batch) if i != state.running]
-        if others:
-            broker.release(others)
         running = None if state.running is None else state.batch[state.running]
         if process.exitcode != 0 or running is not None:
             logger.warning(
@@ -201,8 +199,15 @@ class Supervisor:
                 cause,
                 f" while running {running.task}[{running.id}]" if running else "",
             )
-        if running is not None:
-            self._settle_running(running, cause)
+        try:
+            others = [e.delivery() for i, e in enumerate(state.batch) if i != state.running]
+            if others:
+                self.app.broker.release(others)
+            if running is not None:
+                self._settle_running(running, cause)
+        except BrokerError as exc:
+            # The messages stay leased and come back when their leases run out.
+            logger.error("broker error while settling child %s: %s", seat.index, exc)
         if time.monotonic() - seat.started < RESPAWN_PAUSE and process.exitcode != 0:
             seat.respawn_at = time.monotonic() + RESPAWN_PAUSE
         process.close()
@@ -283,7 +288,10 @@ class Supervisor:
             "started_at": self._started,
             "heartbeat_at": time.time(),
         }
-        self.app.broker.register_worker(self.id, json.dumps(info).encode(), REGISTRY_TTL)
+        try:
+            self.app.broker.register_worker(self.id, json.dumps(info).encode(), REGISTRY_TTL)
+        except BrokerError as exc:
+            logger.error("broker error in the worker registry heartbeat: %s", exc)
 
 
 def _exit_description(code: int | None) -> str:
