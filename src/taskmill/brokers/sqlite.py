@@ -46,7 +46,7 @@ from contextlib import contextmanager
 from typing import Final
 
 from ..errors import BrokerError, ConfigurationError
-from ..states import PENDING, RETRY, STARTED
+from ..states import FINAL_STATES, PENDING, RETRY, STARTED
 from .base import (
     Broker,
     DeadLetter,
@@ -56,8 +56,12 @@ from .base import (
     ResultRecord,
     StoredResult,
 )
+from .doorbell import MAX_SLEEP, Doorbells
 
 __all__ = ["SQLiteBroker"]
+
+RESERVERS = "reserve"
+WAITERS = "result"
 
 _PREFIX: Final = "sqlite:///"
 _CHUNK: Final = 500  # ids per IN (...) clause, well under SQLite's variable limit
@@ -124,6 +128,8 @@ class SQLiteBroker(Broker):
             state TEXT NOT NULL,
             body BLOB NOT NULL,
             expires_at REAL NOT NULL)""",
+        # for the time the next message of a queue comes due: an idle reserve's wait
+        "CREATE INDEX IF NOT EXISTS messages_due ON messages (queue, available_at)",
         "CREATE INDEX IF NOT EXISTS results_expiry ON results (expires_at)",
         """CREATE TABLE IF NOT EXISTS dead_letters (
             id TEXT NOT NULL,
@@ -160,6 +166,7 @@ class SQLiteBroker(Broker):
         self._pid = os.getpid()
         self._closed = False
         self._purged_at = 0.0
+        self._bells = Doorbells(self._path)
         try:
             self._create_schema()
         except BaseException:
@@ -234,7 +241,10 @@ class SQLiteBroker(Broker):
         """One transaction: ``BEGIN IMMEDIATE`` to write, a snapshot to read."""
         conn = self._conn()
         try:
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            if write:
+                self._begin_immediate(conn)
+            else:
+                conn.execute("BEGIN")
             try:
                 yield conn
                 if write:
@@ -246,6 +256,32 @@ class SQLiteBroker(Broker):
                 raise
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
+
+    def _begin_immediate(self, conn: sqlite3.Connection) -> None:
+        """Take the write lock, retrying every 0.1 to 2 ms while another writer holds it.
+
+        SQLite's own busy handler sleeps 1, 2, 5, 10 ... 100 ms between tries, which
+        would put milliseconds on every contended round trip; a write transaction here
+        lasts tens of microseconds, so short retries get the lock far sooner. The
+        connection's busy timeout is off only while taking the lock.
+        """
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            deadline = time.monotonic() + self.BUSY_TIMEOUT_S
+            pause = 0.0001
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if conn.in_transaction or "locked" not in str(exc):
+                        raise
+                    if time.monotonic() > deadline:
+                        raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.002)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.BUSY_TIMEOUT_S * 1000)}")
 
     def _purge_if_due(self, conn: sqlite3.Connection) -> None:
         now = self.now()
@@ -263,6 +299,7 @@ class SQLiteBroker(Broker):
             conns, self._open = list(self._open.values()), {}
         for conn in conns:
             conn.close()
+        self._bells.close()
 
     # -- messages ---------------------------------------------------------------------
 
@@ -278,6 +315,8 @@ class SQLiteBroker(Broker):
                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING""",
                 rows,
             )
+        if any(m.delay <= 0 for m in messages):
+            self._bells.ring(RESERVERS)
 
     def reserve(
         self,
@@ -291,26 +330,29 @@ class SQLiteBroker(Broker):
         if not queues or max_count <= 0:
             return []
         deadline = time.monotonic() + max(wait_s, 0.0)
-        pause = 0.001
         while True:
+            self._bells.listen(RESERVERS)  # before the look, so no ring is missed
             # A read-only look first: idle consumers must not queue on the write lock.
-            if self._any_due(queues):
+            next_due = self._next_due(queues)
+            if next_due <= 0:
                 leased = self._lease(queues, max_count, lease_s, consumer)
                 if leased:
                     return leased
             left = deadline - time.monotonic()
             if left <= 0:
                 return []
-            time.sleep(min(pause, left))
-            pause = min(pause * 2, 0.05)
+            self._bells.wait(RESERVERS, min(left, max(next_due, 0.001)))
 
-    def _any_due(self, queues: Sequence[str]) -> bool:
-        marks = _marks(len(queues))
-        sql = f"SELECT 1 FROM messages WHERE queue IN ({marks}) AND available_at <= ? LIMIT 1"
+    def _next_due(self, queues: Sequence[str]) -> float:
+        """Seconds until the next message of ``queues`` is due (<= 0: one is due now)."""
+        # min() per queue, so each is one index lookup, however long the queue
+        per_queue = "SELECT min(available_at) AS due FROM messages WHERE queue = ?"
+        sql = f"SELECT min(due) FROM ({' UNION ALL '.join([per_queue] * len(queues))})"
         try:
-            return self._conn().execute(sql, (*queues, self.now())).fetchone() is not None
+            (first,) = self._conn().execute(sql, queues).fetchone()
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
+        return float("inf") if first is None else float(first) - self.now()
 
     def _lease(
         self, queues: Sequence[str], max_count: int, lease_s: float, consumer: str
@@ -349,7 +391,10 @@ class SQLiteBroker(Broker):
         with self._transaction() as conn:
             self._store(conn, results)
             delete = "DELETE FROM messages WHERE id = ? AND lease = ?"
-            return [conn.execute(delete, (d.id, d.lease)).rowcount > 0 for d in deliveries]
+            acked = [conn.execute(delete, (d.id, d.lease)).rowcount > 0 for d in deliveries]
+        if results:
+            self._bells.ring(WAITERS)
+        return acked
 
     def extend(self, deliveries: Sequence[Delivery], lease_s: float) -> list[bool]:
         if not deliveries:
@@ -363,17 +408,20 @@ class SQLiteBroker(Broker):
     def release(self, deliveries: Sequence[Delivery]) -> list[bool]:
         if not deliveries:
             return []
-        return self._per_delivery(
+        released = self._per_delivery(
             """UPDATE messages SET lease = NULL, available_at = 0, deliveries = deliveries - 1
             WHERE id = ? AND lease = ?""",
             [(d.id, d.lease) for d in deliveries],
         )
+        self._bells.ring(RESERVERS)
+        return released
 
     def requeue(self, delivery: Delivery, delay: float = 0.0) -> bool:
         (done,) = self._per_delivery(
             "UPDATE messages SET lease = NULL, available_at = ? WHERE id = ? AND lease = ?",
             [(_due(self.now(), delay), delivery.id, delivery.lease)],
         )
+        self._bells.ring(RESERVERS)
         return done
 
     def retry(self, delivery: Delivery, delay: float) -> bool:
@@ -383,6 +431,7 @@ class SQLiteBroker(Broker):
             WHERE id = ? AND lease = ?""",
             [(_due(self.now(), delay), delivery.id, delivery.lease)],
         )
+        self._bells.ring(RESERVERS)
         return done
 
     def dead_letter(self, delivery: Delivery, reason: str) -> bool:
@@ -422,7 +471,23 @@ class SQLiteBroker(Broker):
         if not results:
             return []
         with self._transaction() as conn:
-            return self._store(conn, results)
+            stored = self._store(conn, results)
+        self._bells.ring(WAITERS)
+        return stored
+
+    def wait_results(self, ids: Collection[str], timeout: float | None) -> dict[str, StoredResult]:
+        """Check, then sleep until a result is stored (a doorbell rings), and check again."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._bells.listen(WAITERS)  # before the look, so no ring is missed
+            found = self.fetch_results(ids)
+            final = {k: v for k, v in found.items() if v.state in FINAL_STATES}
+            if final:
+                return final
+            left = MAX_SLEEP if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                return {}
+            self._bells.wait(WAITERS, left)
 
     def fetch_results(self, ids: Collection[str]) -> dict[str, StoredResult]:
         wanted = list(dict.fromkeys(ids))
@@ -460,6 +525,8 @@ class SQLiteBroker(Broker):
                 "DELETE FROM messages WHERE id = ? AND (lease IS NULL OR available_at <= ?)",
                 (id, self.now()),
             )
+        if stored:
+            self._bells.ring(WAITERS)
         return stored
 
     # -- control ----------------------------------------------------------------------
