@@ -40,9 +40,10 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
+
+import redis
 
 from ..errors import BrokerError, ConfigurationError
 from ..states import FINAL_STATES
@@ -214,17 +215,33 @@ class RedisBroker(Broker):
         keys = [k for q in queues for k in self._queue_keys(q)]
         notify = [self._qkey(q, "notify") for q in queues]
         deadline = time.monotonic() + max(wait_s, 0.0)
-        while True:
-            token = uuid.uuid4().hex
-            reply = self._script("reserve", keys, [max_count, lease_s, token])
-            if len(reply) > 1:
-                return _deliveries(queues, reply, token)
+        token = uuid.uuid4().hex
+        reply = self._script("reserve", keys, [max_count, lease_s, token])
+        while len(reply) <= 1:
             left = deadline - time.monotonic()
             if left <= 0:
                 return []
             hint = float(reply[0])
             block = left if hint < 0 else min(left, max(hint, 0.001))
-            self._call("reserve", self._redis.blpop, notify, timeout=block)
+            token = uuid.uuid4().hex
+            reply = self._call(
+                "reserve", self._wait_and_reserve, notify, block, keys, [max_count, lease_s, token]
+            )
+        return _deliveries(queues, reply, token)
+
+    def _wait_and_reserve(
+        self, notify: list[str], block: float, keys: list[str], args: list[Any]
+    ) -> Any:
+        """BLPOP for a wake-up, then the reserve script, in one round trip: the server runs
+        the script the moment the BLPOP returns."""
+        script = self._scripts["reserve"]
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.blpop(notify, timeout=block)
+        pipe.evalsha(script.sha, len(keys), *keys, *args)
+        try:
+            return pipe.execute()[1]
+        except redis.exceptions.NoScriptError:
+            return script(keys, args)  # the server lost its scripts (a restart): reload
 
     def ack(
         self, deliveries: Sequence[Delivery], results: Sequence[ResultRecord] = ()

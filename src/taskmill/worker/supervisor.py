@@ -28,6 +28,7 @@ never outlive it. The supervisor starts no threads, so forking it is safe.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import multiprocessing
@@ -166,6 +167,9 @@ class Supervisor:
 
     def _spawn(self, seat: _Seat) -> None:
         seat.slot.clear()
+        # Objects the garbage collector never visits keep their pages shared with the
+        # children: without this, a collection in a child copies most of the heap.
+        gc.freeze()
         consumer = f"{self.id}/{seat.index}"
         process = self._ctx.Process(
             target=_child_main,
