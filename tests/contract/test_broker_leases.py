@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from taskmill.brokers.base import Broker, Delivery, Outgoing
+from taskmill.brokers.base import Broker, Delivery, Outgoing, ResultRecord, StoredResult
+from taskmill.states import FAILURE, STARTED
 
 SHORT = 0.2  # a lease that runs out within the test
 
@@ -187,3 +188,24 @@ def test_dead_letters_are_listed_newest_first_by_queue_and_limit(broker: Broker)
     assert [d.id for d in broker.dead_letters("one")] == ["m2", "m0"]
     assert [d.id for d in broker.dead_letters(limit=1)] == ["m2"]
     assert broker.dead_letters("three") == []
+
+
+def test_dead_letter_stores_its_result_in_the_same_step(broker: Broker) -> None:
+    broker.enqueue([Outgoing("a", "q", b"body")])
+    record = ResultRecord("a", FAILURE, b"why", ttl=60)
+
+    assert broker.dead_letter(take(broker), "poison", record) is True
+
+    assert broker.fetch_results(["a"])["a"] == StoredResult(FAILURE, b"why")
+    assert [d.reason for d in broker.dead_letters()] == ["poison"]
+
+
+def test_a_stale_dead_letter_stores_no_result(broker: Broker) -> None:
+    broker.enqueue([Outgoing("a", "q", b"body")])
+    stale = take(broker, lease_s=0.05)
+    time.sleep(0.1)
+    take(broker)  # someone else holds it now
+
+    assert broker.dead_letter(stale, "poison", ResultRecord("a", FAILURE, b"x", 60)) is False
+    assert broker.fetch_results(["a"])["a"].state == STARTED
+    assert broker.dead_letters() == []

@@ -172,8 +172,12 @@ class Broker(ABC):
         """Back for the next attempt in ``delay`` s: ``attempt`` + 1, ``deliveries`` reset."""
 
     @abstractmethod
-    def dead_letter(self, delivery: Delivery, reason: str) -> bool:
-        """Move a leased message to the dead-letter store with ``reason``, atomically."""
+    def dead_letter(
+        self, delivery: Delivery, reason: str, result: ResultRecord | None = None
+    ) -> bool:
+        """Move a leased message to the dead-letter store with ``reason``, and store
+        ``result`` (first final result wins), in one atomic step; nothing happens when
+        the lease is stale."""
 
     @abstractmethod
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:

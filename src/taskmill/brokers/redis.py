@@ -23,7 +23,10 @@ onto ``w:<id>``, so ``Result.get`` is one ``BLPOP`` that returns the result itse
 Connections. redis-py with hiredis; a connection that failed or timed out is dropped,
 never reused (a late reply would be read as the answer to the next command). Calls that
 fail on a lost connection are retried with exponential backoff for up to
-``reconnect_s`` seconds (a URL parameter, default 20) before ``BrokerError``.
+``reconnect_s`` seconds (a URL parameter, default 20) before ``BrokerError``; refused
+credentials are not retried. A blocking wait is cut into ``BLPOP`` calls of at most
+half the socket timeout (``socket_timeout=`` in the URL, default 30 s), so a long
+wait is never mistaken for a dead server.
 
 URL: ``redis://[user:password@]host:port/db``, ``rediss://`` (TLS) or
 ``unix:///path.sock?db=0``, with ``prefix=`` (default ``taskmill``) naming the key
@@ -40,10 +43,9 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
-
-import redis
 
 from ..errors import BrokerError, ConfigurationError
 from ..states import FINAL_STATES
@@ -64,6 +66,9 @@ MAX_PRIORITY = 255  # priorities are -255..255: they and a 40-bit seq fit a scor
 WAITER_TTL_MS = 60_000
 QUEUE_KEYS = ("ready", "delayed", "leased", "msg", "meta", "notify")
 RETRYABLE = (redis.ConnectionError, redis.TimeoutError)
+#: credentials the server refused: no reconnecting will fix them (both are ConnectionErrors)
+REFUSED = (redis.AuthenticationError, redis.exceptions.AuthorizationError)
+DEFAULT_SOCKET_TIMEOUT = 30.0
 
 
 def _script_source(name: str) -> str:
@@ -95,7 +100,7 @@ class RedisBroker(Broker):
         try:
             self._redis: Any = redis.Redis.from_url(
                 redis_url,
-                socket_timeout=30,
+                socket_timeout=DEFAULT_SOCKET_TIMEOUT,
                 socket_connect_timeout=5,
                 health_check_interval=30,
                 retry=Retry(ExponentialBackoff(cap=1.0, base=0.02), retries=3),
@@ -119,6 +124,11 @@ class RedisBroker(Broker):
         }
         self._known_queues: set[str] = set()
         self._lock = threading.Lock()
+        # A blocking command (BLPOP) waits at most half the socket timeout, so that its
+        # reply comes before the read times out: a long wait must not look like a dead
+        # server, whatever socket_timeout the URL sets.
+        timeout = self._redis.connection_pool.connection_kwargs.get("socket_timeout")
+        self._block_max = float(timeout or DEFAULT_SOCKET_TIMEOUT) / 2
 
     def __repr__(self) -> str:
         return f"<RedisBroker {self.url} prefix={self.prefix!r}>"
@@ -153,6 +163,8 @@ class RedisBroker(Broker):
         while True:
             try:
                 return fn(*args, **kwargs)
+            except REFUSED as exc:
+                raise BrokerError(f"Redis at {self.url} refused {what}: {exc}") from exc
             except RETRYABLE as exc:
                 if time.monotonic() + pause > deadline:
                     raise BrokerError(f"Redis at {self.url} unreachable ({what}): {exc}") from exc
@@ -183,16 +195,24 @@ class RedisBroker(Broker):
             self._known_queues.update(new)
         if len(by_queue) == 1:
             ((queue, batch),) = by_queue.items()
-            self._script("enqueue", *self._enqueue_call(queue, batch))
-            return
+            replies = [self._script("enqueue", *self._enqueue_call(queue, batch))]
+        else:
 
-        def send() -> None:
-            pipe = self._redis.pipeline(transaction=True)  # all queues or none
-            for queue, batch in by_queue.items():
-                self._scripts["enqueue"](*self._enqueue_call(queue, batch), client=pipe)
-            pipe.execute()
+            def send() -> list[Any]:
+                pipe = self._redis.pipeline(transaction=True)  # all queues or none
+                for queue, batch in by_queue.items():
+                    self._scripts["enqueue"](*self._enqueue_call(queue, batch), client=pipe)
+                return list(pipe.execute())
 
-        self._call("enqueue", send)
+            replies = self._call("enqueue", send)
+        # A queue we registered whose counter is new again: the server lost its data
+        # (restarted without persistence, flushed). Register it again, or stats, status
+        # and revoke, which find queues through P:queues, would not see its messages.
+        lost = [
+            q for q, (_, fresh) in zip(by_queue, replies, strict=True) if fresh and q not in new
+        ]
+        if lost:
+            self._call("enqueue", self._redis.sadd, self._queues_key, *lost)
 
     def _enqueue_call(self, queue: str, batch: Sequence[Outgoing]) -> tuple[list[str], list[Any]]:
         keys = self._queue_keys(queue, ("ready", "delayed", "msg", "meta", "notify", "seq"))
@@ -222,7 +242,7 @@ class RedisBroker(Broker):
             if left <= 0:
                 return []
             hint = float(reply[0])
-            block = left if hint < 0 else min(left, max(hint, 0.001))
+            block = min(left if hint < 0 else min(left, max(hint, 0.001)), self._block_max)
             token = uuid.uuid4().hex
             reply = self._call(
                 "reserve", self._wait_and_reserve, notify, block, keys, [max_count, lease_s, token]
@@ -301,12 +321,17 @@ class RedisBroker(Broker):
     def retry(self, delivery: Delivery, delay: float) -> bool:
         return self._putback("retry", [delivery], delay)[0]
 
-    def dead_letter(self, delivery: Delivery, reason: str) -> bool:
+    def dead_letter(
+        self, delivery: Delivery, reason: str, result: ResultRecord | None = None
+    ) -> bool:
         keys = self._queue_keys(
             delivery.queue,
             ("ready", "delayed", "leased", "msg", "meta", "dead", "deadmsg", "deadinfo"),
         )
-        args = [delivery.id, delivery.lease, reason]
+        keys += [self._result_key(delivery.id), self._waiter_key(delivery.id)]
+        args: list[Any] = [delivery.id, delivery.lease, reason]
+        if result is not None:
+            args += [_result_value(result), max(1, int(result.ttl * 1000))]
         return bool(self._script("dead_letter", keys, args))
 
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
@@ -396,7 +421,7 @@ class RedisBroker(Broker):
         while True:
             left = 1.0 if deadline is None else deadline - time.monotonic()
             if left > 0:
-                chunk = min(left, block)
+                chunk = min(left, block, self._block_max)
                 popped = self._call("wait_results", self._redis.blpop, waiters, timeout=chunk)
                 if popped is not None:
                     key, value = popped

@@ -41,7 +41,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Final
 
@@ -214,12 +214,30 @@ class SQLiteBroker(Broker):
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
         try:
-            conn.execute("PRAGMA journal_mode = WAL")
+            self._retry_locked(lambda: conn.execute("PRAGMA journal_mode = WAL"))
             conn.execute("PRAGMA synchronous = NORMAL")
         except sqlite3.Error as exc:
             conn.close()
             raise self._error(exc) from exc
         return conn
+
+    def _retry_locked(self, statement: Callable[[], object]) -> None:
+        """Run ``statement`` again every 0.1 to 2 ms while the database is locked.
+
+        Switching a new file to WAL reports "locked" at once, without the busy timeout,
+        while another process does the same: a worker's children all start together.
+        """
+        deadline = time.monotonic() + self.BUSY_TIMEOUT_S
+        pause = 0.0001
+        while True:
+            try:
+                statement()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.002)
 
     def _error(self, exc: sqlite3.Error) -> BrokerError:
         return BrokerError(f"SQLite broker {self._path!r}: {exc}")
@@ -267,19 +285,7 @@ class SQLiteBroker(Broker):
         """
         conn.execute("PRAGMA busy_timeout = 0")
         try:
-            deadline = time.monotonic() + self.BUSY_TIMEOUT_S
-            pause = 0.0001
-            while True:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    return
-                except sqlite3.OperationalError as exc:
-                    if conn.in_transaction or "locked" not in str(exc):
-                        raise
-                    if time.monotonic() > deadline:
-                        raise
-                time.sleep(pause)
-                pause = min(pause * 2, 0.002)
+            self._retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"))
         finally:
             conn.execute(f"PRAGMA busy_timeout = {int(self.BUSY_TIMEOUT_S * 1000)}")
 
@@ -434,7 +440,9 @@ class SQLiteBroker(Broker):
         self._bells.ring(RESERVERS)
         return done
 
-    def dead_letter(self, delivery: Delivery, reason: str) -> bool:
+    def dead_letter(
+        self, delivery: Delivery, reason: str, result: ResultRecord | None = None
+    ) -> bool:
         with self._transaction() as conn:
             row = conn.execute(
                 """DELETE FROM messages WHERE id = ? AND lease = ?
@@ -448,6 +456,10 @@ class SQLiteBroker(Broker):
                 VALUES (?, ?, ?, ?, ?, ?, ?)""",
                 (*row, reason, self.now()),
             )
+            if result is not None:
+                self._store(conn, [result])
+        if result is not None:
+            self._bells.ring(WAITERS)
         return True
 
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:

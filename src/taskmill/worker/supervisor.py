@@ -183,7 +183,13 @@ class Supervisor:
             ),
             name=f"taskmill-child-{seat.index}",
         )
-        process.start()
+        # Blocked across the fork, so a SIGTERM that reaches the child before it has its
+        # own handler waits for that handler instead of running ours.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         seat.process, seat.started = process, time.monotonic()
 
     def _settle(self, seat: _Seat, cause: str) -> None:

@@ -1,11 +1,13 @@
--- dead_letter: move a leased message to the dead-letter store with its reason, when its
--- lease token is still current.
+-- dead_letter: move a leased message to the dead-letter store with its reason, and store
+-- its result (the first final result wins), when its lease token is still current.
 --
 -- KEYS[1..5] {q}:ready, {q}:delayed, {q}:leased ZSET; {q}:msg, {q}:meta HASH
 -- KEYS[6]    {q}:dead      ZSET  id -> dead-at time
 -- KEYS[7]    {q}:deadmsg   HASH  id -> body
 -- KEYS[8]    {q}:deadinfo  HASH  id -> "dead_at|deliveries|attempt|reason"
--- ARGV: id, token, reason
+-- KEYS[9]    P:r:<id>      STRING  the result
+-- KEYS[10]   P:w:<id>      LIST    the result, for a blocked waiter
+-- ARGV: id, token, reason, and optionally the result value and its TTL in ms
 -- Returns 1 when moved, 0 for a stale lease.
 local id, token, reason = ARGV[1], ARGV[2], ARGV[3]
 local m = redis.call('HGET', KEYS[5], id)
@@ -20,4 +22,9 @@ redis.call('ZADD', KEYS[6], now, id)
 for i = 1, 3 do redis.call('ZREM', KEYS[i], id) end
 redis.call('HDEL', KEYS[4], id)
 redis.call('HDEL', KEYS[5], id)
+if ARGV[4] and redis.call('SET', KEYS[9], ARGV[4], 'PX', ARGV[5], 'NX') then
+  redis.call('DEL', KEYS[10])
+  redis.call('RPUSH', KEYS[10], ARGV[4])
+  redis.call('PEXPIRE', KEYS[10], 60000)
+end
 return 1

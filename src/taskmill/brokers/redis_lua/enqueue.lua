@@ -7,16 +7,18 @@
 -- KEYS[5] {q}:notify   LIST  wake-up token for blocked reservers (at most one)
 -- KEYS[6] {q}:seq      STRING insertion counter (FIFO within a priority)
 -- ARGV: n, then n times: id, priority (-255..255), delay seconds, body
--- Returns the number of messages stored.
+-- Returns {messages stored, 1 if the queue's seq counter started afresh, else 0}: a new
+-- queue, or a server that lost its data, whose P:queues entry the client restores.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 local n = tonumber(ARGV[1])
-local stored, ready = 0, 0
+local stored, ready, fresh = 0, 0, 0
 for i = 0, n - 1 do
   local base = 2 + i * 4
   local id = ARGV[base]
   if redis.call('HSETNX', KEYS[3], id, ARGV[base + 3]) == 1 then
     local seq = redis.call('INCR', KEYS[6])
+    if seq == 1 then fresh = 1 end
     local score = (255 - tonumber(ARGV[base + 1])) * 1099511627776 + seq
     redis.call('HSET', KEYS[4], id, string.format('%.0f', score) .. '|0|0|')
     local delay = tonumber(ARGV[base + 2])
@@ -32,4 +34,4 @@ end
 if ready > 0 and redis.call('LLEN', KEYS[5]) == 0 then
   redis.call('LPUSH', KEYS[5], 1)
 end
-return stored
+return {stored, fresh}

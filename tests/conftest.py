@@ -1,0 +1,86 @@
+"""Fixtures every suite may use.
+
+``reaper``: each process a test starts is handed to it, and stopped by pid when the test
+ends, pass or fail: SIGTERM, a wait, then SIGKILL. The process's children are looked up
+with psutil *before* it is stopped (once it is gone they are orphans nobody can find),
+and killed by pid afterwards if they are still alive, so no test leaves a worker child
+behind. psutil checks a process's start time before signalling it, so a pid the kernel
+has reused since is never hit.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+
+class Reaper:
+    """Stops, at the end of a test, every process given to it and all their children."""
+
+    def __init__(self) -> None:
+        self._processes: list[subprocess.Popen[bytes]] = []
+        self._children: dict[int, set[psutil.Process]] = {}
+
+    def watch(self, process: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+        self._processes.append(process)
+        return process
+
+    def children_of(self, pid: int) -> list[psutil.Process]:
+        """The live children of ``pid`` (zombies left out), remembered for the cleanup."""
+        try:
+            found = psutil.Process(pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+        alive = []
+        for child in found:
+            self._children.setdefault(pid, set()).add(child)
+            try:
+                if child.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(child)
+            except psutil.NoSuchProcess:
+                pass
+        return alive
+
+    def stop(self, process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+        """SIGTERM, wait up to ``grace`` seconds, SIGKILL; then kill its leftover children."""
+        if process.poll() is None:  # once it is reaped, its pid may be someone else's
+            self.children_of(process.pid)
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(grace)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._kill_children(self._children.pop(process.pid, set()))
+
+    def stop_all(self) -> None:
+        for process in self._processes:
+            self.stop(process)
+        for children in self._children.values():
+            self._kill_children(children)
+
+    @staticmethod
+    def _kill_children(children: set[psutil.Process]) -> None:
+        leftovers = []
+        for child in children:
+            try:
+                if child.status() == psutil.STATUS_ZOMBIE:
+                    continue  # dead already; only its new parent can reap it
+                child.kill()  # psutil refuses if the pid now belongs to someone else
+                leftovers.append(child)
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(leftovers, timeout=5)
+
+
+@pytest.fixture
+def reaper() -> Iterator[Reaper]:
+    found = Reaper()
+    try:
+        yield found
+    finally:
+        found.stop_all()
