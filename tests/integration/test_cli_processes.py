@@ -11,7 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-QUICKSTART = Path(__file__).parent / "quickstart"
+# The README quick start as written: the very files of examples/quickstart.
+QUICKSTART = Path(__file__).parents[2] / "examples" / "quickstart"
 
 
 def assert_one_clear_line(run, *fragments):
@@ -97,3 +98,24 @@ def test_the_readme_quick_start_works_as_written(workspace):
     assert "result: 16" in client.stdout
     assert (workspace.path / "taskmill.db").exists()  # the default broker, next to tasks.py
     assert len(worker.children()) == (os.cpu_count() or 1)
+
+
+def test_the_readme_main_job_runs_the_quick_start_and_a_thousand_tasks(tmp_path):
+    for name in ("tasks.py", "client.py", "run.py"):
+        shutil.copy(QUICKSTART / name, tmp_path / name)
+    env = {k: v for k, v in os.environ.items() if k != "TASKMILL_BROKER"}
+
+    run = subprocess.run(
+        [sys.executable, str(tmp_path / "run.py")],
+        check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "result: 16" in run.stdout
+    assert "1,000 more tasks: every result correct" in run.stdout
+    assert "worker stopped (exit code 0)" in run.stdout
