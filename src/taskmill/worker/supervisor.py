@@ -107,9 +107,12 @@ class Supervisor:
         previous = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
+            # Open the broker (and import its client library) before forking, so the
+            # children share those pages instead of each loading its own copy.
+            self._register()
             for seat in self.seats:
                 self._spawn(seat)
-            self._register()
+            self._register()  # now with the children's pids
             logger.info(
                 "taskmill worker %s ready: app %s, broker %s, queues %s, %d children (pids %s)",
                 self.id,
