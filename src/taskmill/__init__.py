@@ -2,7 +2,7 @@
 
 Celery-shaped tasks (``@app.task``, ``delay``, ``apply_async``, ``Result.get``) on an
 embedded SQLite broker (no server) or Redis, with workers that survive their children
-dying. Start with :class:`App`.
+dying. Start with :class:`App`; for a ``concurrent.futures`` executor, :class:`Executor`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from . import states
 from .app import App, Settings
 from .errors import (
+    BrokenExecutor,
     BrokerError,
     ConfigurationError,
     DeadLettered,
@@ -30,7 +31,10 @@ from .errors import (
     UnknownTask,
     WorkerLost,
 )
+from .executor import Executor
+from .progress import Progress, update_progress
 from .result import Result
+from .resultset import ResultSet
 from .task import Task
 
 try:
@@ -40,15 +44,19 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 __all__ = [
     "App",
+    "BrokenExecutor",
     "BrokerError",
     "ConfigurationError",
     "DeadLettered",
+    "Executor",
     "MessageDecodeError",
     "MessageError",
     "MessageTooLarge",
     "NotRegistered",
+    "Progress",
     "RemoteTraceback",
     "Result",
+    "ResultSet",
     "ResultTimeout",
     "Retry",
     "Settings",
@@ -62,4 +70,5 @@ __all__ = [
     "WorkerLost",
     "__version__",
     "states",
+    "update_progress",
 ]

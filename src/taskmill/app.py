@@ -10,15 +10,17 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar, overload
 
 from .brokers import open_broker, redact_url
 from .brokers.base import Broker
+from .calls import CALL_TASK, PickledCall
 from .errors import ConfigurationError, NotRegistered
 from .result import Result
 from .retries import RetryPolicy
+from .serializers import FORMATS, Serializer
 from .task import Task, TaskOptions, seconds, task_name
 
 __all__ = ["DEFAULT_BROKER_URL", "App", "Settings"]
@@ -37,6 +39,13 @@ class Settings:
     ``lease_s``: how long a worker holds a message before others may take it over; it is
     renewed every third of that while the task runs. ``max_deliveries``: deliveries
     whose worker died before a message is dead-lettered.
+
+    ``serializer``: ``"json"`` (the default) or ``"pickle"`` — an explicit choice, since
+    unpickling runs code; it lets tasks take and return any picklable object, and it is
+    what an :class:`~taskmill.Executor` needs. ``signing_key`` (str or bytes, at least 16
+    bytes): every message and result is signed with HMAC-SHA256, and a worker refuses
+    (dead-letters) an unsigned or altered message. Pickle over a network broker (Redis)
+    requires a key; on the embedded SQLite broker it is optional.
     """
 
     default_queue: str = "default"
@@ -44,8 +53,20 @@ class Settings:
     max_deliveries: int = 3
     lease_s: float = 30.0
     max_message_bytes: int = 1 << 20
+    serializer: str = "json"
+    signing_key: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        if self.serializer not in FORMATS:
+            raise ConfigurationError(
+                f"serializer must be one of {', '.join(FORMATS)}, got {self.serializer!r}"
+            )
+        if isinstance(self.signing_key, str):
+            object.__setattr__(self, "signing_key", self.signing_key.encode())
+        if self.signing_key is not None and (
+            not isinstance(self.signing_key, bytes) or len(self.signing_key) < 16
+        ):
+            raise ConfigurationError("signing_key must be a str or bytes of at least 16 bytes")
         if not self.default_queue:
             raise ConfigurationError("default_queue must not be empty")
         if self.max_deliveries < 1:
@@ -83,7 +104,22 @@ class App:
         self.name = name
         self.broker_url = broker or os.environ.get(BROKER_ENV) or DEFAULT_BROKER_URL
         self.settings = Settings.from_kwargs(dict(settings))
+        if (
+            self.settings.serializer == "pickle"
+            and self.settings.signing_key is None
+            and not self.broker_url.startswith("sqlite:")
+        ):
+            raise ConfigurationError(
+                f"serializer='pickle' over the network broker {redact_url(self.broker_url)} "
+                "needs a signing_key: anyone who can write to the broker could otherwise run "
+                "code in your workers and clients"
+            )
+        self.serializer = Serializer(self.settings.serializer, self.settings.signing_key)
         self.tasks: dict[str, Task[Any, Any]] = {}
+        if self.settings.serializer == "pickle":
+            # Executor calls: any worker of a pickle app can run them.
+            options = TaskOptions(name=CALL_TASK, queue=self.settings.default_queue)
+            self.tasks[CALL_TASK] = Task(self, PickledCall(), options)
         self._broker: Broker | None = None
         self._broker_pid = 0
         self._inherited: list[Broker] = []

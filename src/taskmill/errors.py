@@ -14,6 +14,7 @@ raises on purpose. The interrupts raised *inside* a running task derive from
     ├── NotRegistered             a task name the app does not know                (KeyError)
     ├── Retry                     raised by a task to ask for another attempt
     ├── ResultTimeout             get(timeout=) ran out                            (TimeoutError)
+    ├── BrokenExecutor            an Executor's workers cannot run its calls   (BrokenExecutor)
     ├── RemoteTraceback           a task's traceback, attached as ``__cause__``
     └── TaskFailed                the task failed and its exception cannot be rebuilt
         ├── TimeLimitExceeded     killed at its hard time limit
@@ -27,7 +28,10 @@ raises on purpose. The interrupts raised *inside* a running task derive from
 
 from __future__ import annotations
 
+import concurrent.futures
+
 __all__ = [
+    "BrokenExecutor",
     "BrokerError",
     "ConfigurationError",
     "DeadLettered",
@@ -102,6 +106,11 @@ class Retry(TaskmillError):
 
 class ResultTimeout(TaskmillError, TimeoutError):
     """``get(timeout=...)`` ran out before the task finished."""
+
+
+class BrokenExecutor(TaskmillError, concurrent.futures.BrokenExecutor):
+    """An Executor's workers cannot run its calls: its initializer failed in a worker, or
+    its local workers could not be started. Also a ``concurrent.futures.BrokenExecutor``."""
 
 
 class TaskFailed(TaskmillError):

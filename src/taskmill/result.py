@@ -4,26 +4,37 @@ A result body is tagged JSON: ``{"value": ...}`` for SUCCESS, or ``{"error": {..
 for FAILURE and REVOKED, with the exception's dotted type name, its arguments, its
 message and the remote traceback. ``get()`` re-raises the task's own exception type when
 it can be rebuilt here (its module already imported, its arguments accepted), with the
-remote traceback as ``__cause__``; otherwise it raises :class:`TaskFailed`.
+remote traceback as ``__cause__``; otherwise it raises :class:`TaskFailed`. An app with
+``serializer="pickle"`` carries the exception object itself where it pickles, so ``get()``
+raises the very exception the task raised.
+
+A *chunk* message (many calls of one task, from ``Task.map`` or ``Executor.map``) has one
+SUCCESS result for the whole chunk: ``{"values": [...], "errors": [[index, error], ...]}``,
+each item's outcome in order (``None`` in ``values`` where the item failed).
 """
 
 from __future__ import annotations
 
 import sys
 import traceback as tb_module
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import errors, serializers, states
 from .brokers.base import ResultRecord, StoredResult
 from .errors import RemoteTraceback, ResultTimeout, TaskFailed
+from .progress import Progress, progress_id, read_progress
 
 if TYPE_CHECKING:
     from .app import App
 
 __all__ = [
     "Result",
+    "chunk_outcomes",
+    "chunk_record",
     "encode_error",
     "encode_value",
+    "error_payload",
     "error_record",
     "exception_record",
     "rebuild_error",
@@ -33,40 +44,138 @@ __all__ = [
 R = TypeVar("R")
 
 
-def encode_value(value: Any) -> bytes:
-    """The body of a SUCCESS result; TypeError if JSON cannot carry the value."""
-    return serializers.dumps({"value": value})
+def _dumps(obj: Any, serializer: serializers.Serializer | None) -> bytes:
+    return serializers.dumps(obj) if serializer is None else serializer.dumps(obj)
 
 
-def encode_error(exc: BaseException | None, type_name: str, message: str, tb: str) -> bytes:
-    """The body of a FAILURE or REVOKED result."""
+def encode_value(value: Any, serializer: serializers.Serializer | None = None) -> bytes:
+    """The body of a SUCCESS result; TypeError if the format cannot carry the value."""
+    return _dumps({"value": value}, serializer)
+
+
+def error_payload(
+    exc: BaseException | None,
+    type_name: str,
+    message: str,
+    tb: str,
+    serializer: serializers.Serializer | None = None,
+) -> dict[str, Any]:
+    """What a failure says: type, args, message, traceback (and, with pickle, the object)."""
     args: list[Any] = []
     if exc is not None and serializers.describe_unencodable(list(exc.args)) is None:
         args = list(exc.args)
-    return serializers.dumps(
-        {"error": {"type": type_name, "args": args, "message": message, "traceback": tb}}
-    )
+    payload: dict[str, Any] = {"type": type_name, "args": args, "message": message, "traceback": tb}
+    if exc is not None and serializer is not None and serializer.format == "pickle":
+        try:
+            serializer.dumps(exc)
+        except (TypeError, ValueError):
+            pass  # an exception that does not pickle is rebuilt from its type name
+        else:
+            payload["exc"] = exc
+    return payload
 
 
-def exception_record(id: str, exc: BaseException, ttl: float) -> ResultRecord:
-    """A FAILURE result for an exception raised by a task, with its traceback."""
+def encode_error(
+    exc: BaseException | None,
+    type_name: str,
+    message: str,
+    tb: str,
+    serializer: serializers.Serializer | None = None,
+) -> bytes:
+    """The body of a FAILURE or REVOKED result."""
+    return _dumps({"error": error_payload(exc, type_name, message, tb, serializer)}, serializer)
+
+
+def _describe(exc: BaseException) -> tuple[str, str]:
     kind = type(exc)
-    type_name = f"{kind.__module__}.{kind.__qualname__}"
-    tb = "".join(tb_module.format_exception(exc))
-    return ResultRecord(id, states.FAILURE, encode_error(exc, type_name, str(exc), tb), ttl)
+    return f"{kind.__module__}.{kind.__qualname__}", "".join(tb_module.format_exception(exc))
+
+
+def exception_record(
+    id: str, exc: BaseException, ttl: float, serializer: serializers.Serializer | None = None
+) -> ResultRecord:
+    """A FAILURE result for an exception raised by a task, with its traceback."""
+    type_name, tb = _describe(exc)
+    body = encode_error(exc, type_name, str(exc), tb, serializer)
+    return ResultRecord(id, states.FAILURE, body, ttl)
 
 
 def error_record(
-    id: str, kind: type[errors.TaskFailed], message: str, ttl: float, state: str = states.FAILURE
+    id: str,
+    kind: type[errors.TaskFailed],
+    message: str,
+    ttl: float,
+    state: str = states.FAILURE,
+    serializer: serializers.Serializer | None = None,
 ) -> ResultRecord:
     """A FAILURE (or REVOKED) result decided by taskmill itself: time limit, worker lost."""
     type_name = f"{kind.__module__}.{kind.__qualname__}"
-    return ResultRecord(id, state, encode_error(None, type_name, message, ""), ttl)
+    return ResultRecord(id, state, encode_error(None, type_name, message, "", serializer), ttl)
 
 
-def value_record(id: str, value: Any, ttl: float) -> ResultRecord:
+def value_record(
+    id: str, value: Any, ttl: float, serializer: serializers.Serializer | None = None
+) -> ResultRecord:
     """A SUCCESS result."""
-    return ResultRecord(id, states.SUCCESS, encode_value(value), ttl)
+    return ResultRecord(id, states.SUCCESS, encode_value(value, serializer), ttl)
+
+
+def chunk_record(
+    id: str,
+    values: Sequence[Any],
+    failures: Sequence[tuple[int, BaseException]],
+    ttl: float,
+    serializer: serializers.Serializer | None = None,
+) -> ResultRecord:
+    """The SUCCESS result of a chunk message: every item's value, or its exception.
+
+    A value the format cannot carry fails its own item only, with a TypeError.
+    """
+    values = list(values)
+    failures = list(failures)
+    try:
+        body = _chunk_body(values, failures, serializer)
+    except (TypeError, ValueError):
+        for index, value in enumerate(values):
+            try:
+                _dumps(value, serializer)
+            except (TypeError, ValueError) as exc:
+                values[index] = None
+                failures.append((index, TypeError(f"the value cannot be sent back: {exc}")))
+        failures.sort(key=lambda f: f[0])
+        body = _chunk_body(values, failures, serializer)
+    return ResultRecord(id, states.SUCCESS, body, ttl)
+
+
+def _chunk_body(
+    values: list[Any],
+    failures: Sequence[tuple[int, BaseException]],
+    serializer: serializers.Serializer | None,
+) -> bytes:
+    errors_out = []
+    for index, exc in failures:
+        type_name, tb = _describe(exc)
+        errors_out.append([index, error_payload(exc, type_name, str(exc), tb, serializer)])
+    return _dumps({"values": values, "errors": errors_out}, serializer)
+
+
+def chunk_outcomes(
+    found: StoredResult, serializer: serializers.Serializer | None = None, items: int = 0
+) -> tuple[list[Any], dict[int, BaseException]]:
+    """A chunk's values in order and its failed items' exceptions, by index.
+
+    A chunk that failed as a whole (worker lost, time limit, revoked) fails each of its
+    ``items`` with that exception.
+    """
+    assert found.body is not None
+    payload = serializer.loads(found.body) if serializer else serializers.loads(found.body)
+    if "values" in payload:
+        failed = {int(i): rebuild_error(error) for i, error in payload.get("errors", ())}
+        return list(payload["values"]), failed
+    if "value" in payload:  # a plain result where a chunk was expected: never sent by us
+        raise TypeError("not a chunk result")
+    exc = rebuild_error(payload.get("error", {}))
+    return [None] * items, dict.fromkeys(range(items), exc)
 
 
 def rebuild_error(payload: dict[str, Any]) -> BaseException:
@@ -74,7 +183,9 @@ def rebuild_error(payload: dict[str, Any]) -> BaseException:
     type_name = str(payload.get("type", ""))
     message = str(payload.get("message", ""))
     remote_tb = str(payload.get("traceback", ""))
-    exc = _rebuild_known_type(type_name, payload.get("args") or [], message, remote_tb)
+    exc = payload.get("exc")
+    if not isinstance(exc, BaseException):
+        exc = _rebuild_known_type(type_name, payload.get("args") or [], message, remote_tb)
     if exc is None:
         exc = TaskFailed(f"{type_name}: {message}", type_name, remote_tb)
     if remote_tb:
@@ -145,8 +256,13 @@ class Result(Generic[R]):
         found = self._lookup()
         if found is None or found.body is None or found.state == states.SUCCESS:
             return None
-        error = serializers.loads(found.body).get("error", {})
+        error = self.app.serializer.loads(found.body).get("error", {})
         return str(error.get("traceback", "")) or None
+
+    @property
+    def progress(self) -> Progress | None:
+        """What the task last reported with ``update_progress(done, total)``, or None."""
+        return read_progress(self.app.broker, self.id, self.app.serializer)
 
     def get(self, timeout: float | None = None, propagate: bool = True) -> R:
         """Wait for the result and return the task's value.
@@ -163,10 +279,9 @@ class Result(Generic[R]):
         value: R = self._value(self._final, propagate)
         return value
 
-    @staticmethod
-    def _value(found: StoredResult, propagate: bool) -> Any:
+    def _value(self, found: StoredResult, propagate: bool) -> Any:
         assert found.body is not None
-        payload = serializers.loads(found.body)
+        payload = self.app.serializer.loads(found.body)
         if found.state == states.SUCCESS:
             return payload["value"]
         exc = rebuild_error(payload.get("error", {}))
@@ -188,4 +303,4 @@ class Result(Generic[R]):
     def forget(self) -> None:
         """Delete the stored result."""
         self._final = None
-        self.app.broker.forget([self.id])
+        self.app.broker.forget([self.id, progress_id(self.id)])

@@ -2,7 +2,8 @@
 
 Options are validated when the function is decorated, so a bad option fails at import,
 never in the worker. Arguments JSON cannot carry fail at ``delay()`` with a TypeError
-naming the argument; the message is never half-sent.
+naming the argument; the message is never half-sent. ``map`` / ``starmap`` send many calls
+at once, in chunks (:mod:`.bulk`), and return a :class:`~taskmill.resultset.ResultSet`.
 """
 
 from __future__ import annotations
@@ -10,17 +11,18 @@ from __future__ import annotations
 import inspect
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+from . import bulk, serializers
 from . import message as message_codec
-from . import serializers
 from .brokers.base import Outgoing
 from .errors import ConfigurationError, MessageTooLarge
 from .result import Result
+from .resultset import ResultSet
 from .retries import RetryPolicy
 
 if TYPE_CHECKING:
@@ -182,9 +184,55 @@ class Task(Generic[P, R]):
         """The Result handle of an earlier call, by id."""
         return Result(self.app, task_id)
 
+    def map(
+        self,
+        iterable: Iterable[Any],
+        chunksize: int | None = None,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+    ) -> ResultSet[R]:
+        """Call the task once per item (``task(item)``) on workers; a ResultSet at once.
+
+        Calls travel ``chunksize`` to a message (default: chosen from the number of
+        items, about 64 messages of at most 1,000 items) and are enqueued many messages
+        per broker round trip. A chunk runs on one worker, item after item; its hard time
+        limit is the task's times its items. The iterable is read to its end first.
+        """
+        return self._send_map(iterable, chunksize, queue, priority, singles=True)
+
+    def starmap(
+        self,
+        iterable: Iterable[Sequence[Any]],
+        chunksize: int | None = None,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+    ) -> ResultSet[R]:
+        """Like :meth:`map`, but each item is an argument tuple: ``task(*item)``."""
+        return self._send_map(iterable, chunksize, queue, priority, singles=False)
+
+    def _send_map(
+        self,
+        iterable: Iterable[Any],
+        chunksize: int | None,
+        queue: str | None,
+        priority: int | None,
+        singles: bool,
+    ) -> ResultSet[R]:
+        if priority is not None:
+            check_priority(priority, self.name)
+        chunks = bulk.send_chunks(self, iterable, chunksize, queue, priority, singles)
+        return ResultSet(self.app, chunks, self.name)
+
+    def explain_unencodable(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        """Which argument of a call cannot be sent, and why."""
+        msg = message_codec.Message(id="", task=self.name, args=args, kwargs=kwargs)
+        return self._explain_unencodable(msg)
+
     def _encode(self, msg: message_codec.Message) -> bytes:
         try:
-            body = message_codec.encode(msg)
+            body = message_codec.encode(msg, self.app.serializer)
         except (TypeError, ValueError) as exc:
             raise TypeError(self._explain_unencodable(msg)) from exc
         limit = self.app.settings.max_message_bytes

@@ -20,6 +20,7 @@ BAD_BODIES = [
     ("a JSON list", b"j[1, 2, 3]", "not a JSON object"),
     ("missing fields", b'j{"v": 1, "id": "x", "args": []}', "'task' is missing"),
     ("an unknown task", None, "unknown task 'tasks.no_such_task'"),
+    ("an oversized message", b'j{"pad": "' + b"x" * (1 << 20) + b'"}', "oversized message"),
 ]
 
 

@@ -4,15 +4,19 @@ import taskmill
 
 EXPECTED = {
     "App",
+    "BrokenExecutor",
     "BrokerError",
     "ConfigurationError",
     "DeadLettered",
+    "Executor",
     "MessageDecodeError",
     "MessageError",
     "MessageTooLarge",
     "NotRegistered",
+    "Progress",
     "RemoteTraceback",
     "Result",
+    "ResultSet",
     "ResultTimeout",
     "Retry",
     "Settings",
@@ -26,6 +30,7 @@ EXPECTED = {
     "WorkerLost",
     "__version__",
     "states",
+    "update_progress",
 }
 
 

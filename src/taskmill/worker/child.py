@@ -23,16 +23,16 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 from .. import message as message_codec
 from .. import states
 from ..app import App
 from ..brokers.base import Delivery, ResultRecord
-from ..errors import BrokerError, MessageError
+from ..errors import BrokerError
 from ..message import Message
-from .execution import Outcome, execute
+from .execution import Outcome, execute, time_limit
 from .slot import ChildSlot
 
 __all__ = ["Child"]
@@ -46,7 +46,7 @@ BATCH_SECONDS = 0.02
 FLUSH_SECONDS = 0.005
 RESERVE_WAIT = 0.5
 BROKER_RETRY_MIN = 0.5
-BROKER_RETRY_MAX = 5.0
+BROKER_RETRY_MAX = 1.0  # so a worker resumes within about a second of the broker
 PR_SET_PDEATHSIG = 1
 
 
@@ -69,6 +69,7 @@ class Child:
         self.max_tasks = max_tasks
         self.parent_pid = parent_pid or os.getppid()
         self.stopping = threading.Event()
+        self.finished = threading.Event()
         self.done = 0
         self._avg_seconds = 0.0
         self._lock = threading.Lock()
@@ -85,6 +86,9 @@ class Child:
         die_with_parent()
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, self._on_sigterm)
+        # The supervisor forked us with SIGTERM blocked: one sent before the handler
+        # above was in place waited, and is delivered to it now.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
         if os.getppid() != self.parent_pid:
             return 1
         heartbeat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
@@ -93,6 +97,7 @@ class Child:
             self._consume()
         finally:
             self.stopping.set()
+            self.finished.set()
             heartbeat.join(timeout=5)
             self.app.close()
         return 0
@@ -136,7 +141,7 @@ class Child:
         return max(1, min(MAX_BATCH, size))
 
     def _run_batch(self, batch: list[Delivery]) -> None:
-        decoded = [_decode(d.body) for d in batch]
+        decoded = [self._decode(d.body) for d in batch]
         names = [m.task if m else "" for m in decoded]
         fits = self.slot.publish(list(zip(batch, names, strict=True)))
         if fits < len(batch):
@@ -183,7 +188,7 @@ class Child:
 
     def _run_one(self, index: int, delivery: Delivery, msg: Message | None) -> None:
         task = self.app.tasks.get(msg.task) if msg else None
-        self.slot.start(index, task.options.time_limit if task else None)
+        self.slot.start(index, time_limit(task, msg))
         started = time.perf_counter()
         outcome = execute(self.app, delivery, msg)
         took = time.perf_counter() - started
@@ -191,6 +196,10 @@ class Child:
         self.done += 1
         self._avg_seconds = took if not self._avg_seconds else 0.8 * self._avg_seconds + 0.2 * took
         self._apply(delivery, outcome)
+        if took > BATCH_SECONDS and self._next < len(self._batch):
+            # A slow task in a batch sized for fast ones (the work changed): hand the rest
+            # back at once, so idle children take it instead of it waiting behind this one.
+            self._release_unstarted()
 
     def _apply(self, delivery: Delivery, outcome: Outcome) -> None:
         broker = self.app.broker
@@ -201,9 +210,7 @@ class Child:
             broker.retry(delivery, outcome.delay)
         else:
             self.flush()
-            if outcome.result is not None:
-                broker.store_results([outcome.result])
-            broker.dead_letter(delivery, outcome.reason)
+            broker.dead_letter(delivery, outcome.reason, outcome.result)
             logger.error("message %s dead-lettered: %s", delivery.id, outcome.reason)
 
     def _pending(self, delivery: Delivery, result: ResultRecord | None) -> None:
@@ -222,48 +229,57 @@ class Child:
         accepted = self.app.broker.ack(acks, results)
         stale = [d.id for d, ok in zip(acks, accepted, strict=True) if not ok]
         if stale:
-            logger.warning("stale lease, ack rejected for %d message(s): %s", len(stale), stale)
+            logger.warning(
+                "stale lease, ack rejected for %d message(s) (another worker holds them, or"
+                " an earlier try of this ack already removed them): %s", len(stale), stale,
+            )
 
     # -- heartbeat thread -------------------------------------------------------------
 
     def _heartbeat(self) -> None:
-        broker = self.app.broker
+        """Renew leases until the child is finished: also while it drains, since the
+        running task may outlast its lease during the grace period."""
         interval = self.app.settings.lease_s / 3
         last = time.monotonic()
+        released = False
         while True:
-            stopping = self.stopping.wait(min(interval, 1.0))
-            if stopping:
-                self._release_unstarted()
-                return
+            event = self.finished if released else self.stopping
+            if event.wait(min(interval, 1.0)):
+                if released:
+                    return
+                released = True
+                _guard("release prefetched messages", self._release_unstarted)
+                continue
             if os.getppid() != self.parent_pid:
                 logger.error("supervisor %d is gone; child exiting", self.parent_pid)
                 os._exit(1)
             if time.monotonic() - last >= interval:
                 last = time.monotonic()
-                with self._lock:
-                    held = self._batch[max(0, self._next - 1) :]
-                if held:
-                    try:
-                        broker.extend(held, self.app.settings.lease_s)
-                    except BrokerError as exc:
-                        logger.error("could not renew leases: %s", exc)
+                _guard("renew leases", self._extend_held)
+
+    def _extend_held(self) -> None:
+        with self._lock:
+            held = self._batch[max(0, self._next - 1) :]
+        if held:
+            self.app.broker.extend(held, self.app.settings.lease_s)
+
+    def _decode(self, body: bytes) -> Message | None:
+        """The message, or None for a bad one (execute then says what is wrong with it)."""
+        if len(body) > self.app.settings.max_message_bytes:
+            return None
+        try:
+            return message_codec.decode(body, self.app.serializer)
+        except Exception:  # execute() decodes it again and dead-letters it with the reason
+            return None
 
     def _release_unstarted(self) -> None:
         """On shutdown, give back at once the messages this child has not started."""
         with self._lock:
             unstarted = self._batch[self._next :]
-            self._next = len(self._batch)
+            self._batch = self._batch[: self._next]  # what is left is what still runs
         if unstarted:
             self.app.broker.release(unstarted)
             logger.info("released %d prefetched message(s)", len(unstarted))
-
-
-def _decode(body: bytes) -> Message | None:
-    """The message, or None for a bad one (execute then says what is wrong with it)."""
-    try:
-        return message_codec.decode(body)
-    except MessageError:
-        return None
 
 
 def die_with_parent() -> None:
@@ -273,3 +289,11 @@ def die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         pass  # not Linux: the heartbeat thread's parent check covers it
+
+
+def _guard(what: str, action: Callable[[], None]) -> None:
+    """Run a heartbeat action; a broker outage is logged, never kills the thread."""
+    try:
+        action()
+    except BrokerError as exc:
+        logger.error("could not %s: %s", what, exc)
