@@ -394,10 +394,25 @@ class SQLiteBroker(Broker):
     ) -> list[bool]:
         if not deliveries and not results:
             return []
+        now = self.now()
         with self._transaction() as conn:
-            self._store(conn, results)
-            delete = "DELETE FROM messages WHERE id = ? AND lease = ?"
-            acked = [conn.execute(delete, (d.id, d.lease)).rowcount > 0 for d in deliveries]
+            # executemany and one DELETE per chunk: an ack of a batch costs two statements
+            conn.executemany(
+                self.STORE_RESULT, [(r.id, r.state, r.body, now + r.ttl, now) for r in results]
+            )
+            gone: set[tuple[str, str]] = set()
+            for start in range(0, len(deliveries), 400):
+                chunk = deliveries[start : start + 400]
+                pairs = ", ".join(["(?, ?)"] * len(chunk))
+                # "id IN" lets SQLite use the id index; the pairs then check each lease
+                gone.update(
+                    conn.execute(
+                        f"DELETE FROM messages WHERE id IN ({_marks(len(chunk))})"
+                        f" AND (id, lease) IN (VALUES {pairs}) RETURNING id, lease",
+                        [d.id for d in chunk] + [v for d in chunk for v in (d.id, d.lease)],
+                    ).fetchall()
+                )
+        acked = [(d.id, d.lease) in gone for d in deliveries]
         if results:
             self._bells.ring(WAITERS)
         return acked

@@ -25,7 +25,7 @@ from ..brokers.base import Delivery
 __all__ = ["BatchEntry", "ChildSlot", "SlotState"]
 
 RECORD_BYTES = 64 * 1024
-_RUNNING, _DEADLINE, _LENGTH = range(3)
+_RUNNING, _DEADLINE, _LENGTH, _LIMIT = range(4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +50,7 @@ class SlotState:
     batch: list[BatchEntry]
     running: int | None
     deadline: float
+    time_limit: float | None
 
 
 class ChildSlot:
@@ -57,7 +58,7 @@ class ChildSlot:
 
     def __init__(self) -> None:
         ctx = multiprocessing.get_context("fork")
-        self._numbers: Any = ctx.RawArray("d", 3)
+        self._numbers: Any = ctx.RawArray("d", 4)
         self._record: Any = ctx.RawArray("c", RECORD_BYTES)
         self.clear()
 
@@ -83,6 +84,7 @@ class ChildSlot:
     def start(self, index: int, time_limit: float | None) -> None:
         """Mark entry ``index`` as running, with its hard time limit (None: no limit)."""
         self._numbers[_DEADLINE] = 0.0 if time_limit is None else time.monotonic() + time_limit
+        self._numbers[_LIMIT] = time_limit or 0.0
         self._numbers[_RUNNING] = index
 
     def finish(self) -> None:
@@ -103,4 +105,5 @@ class ChildSlot:
             batch=[BatchEntry(*row) for row in rows],
             running=running if 0 <= running < len(rows) else None,
             deadline=float(self._numbers[_DEADLINE]),
+            time_limit=float(self._numbers[_LIMIT]) or None,
         )

@@ -217,7 +217,7 @@ class Supervisor:
             if others:
                 self.app.broker.release(others)
             if running is not None:
-                self._settle_running(running, cause)
+                self._settle_running(running, cause, state.time_limit)
         except BrokerError as exc:
             # The messages stay leased and come back when their leases run out.
             logger.error("broker error while settling child %s: %s", seat.index, exc)
@@ -225,19 +225,19 @@ class Supervisor:
             seat.respawn_at = time.monotonic() + RESPAWN_PAUSE
         process.close()
 
-    def _settle_running(self, entry: BatchEntry, cause: str) -> None:
+    def _settle_running(self, entry: BatchEntry, cause: str, limit: float | None) -> None:
         broker = self.app.broker
         delivery = entry.delivery()
         if cause == "cold stop":
             broker.release([delivery])
         elif cause == "time limit":
-            self._time_limit_exceeded(entry)
+            self._time_limit_exceeded(entry, limit)
         else:
             broker.requeue(delivery)
 
-    def _time_limit_exceeded(self, entry: BatchEntry) -> None:
+    def _time_limit_exceeded(self, entry: BatchEntry, limit: float | None) -> None:
+        """``limit``: the one the child ran the task with (the task's, or its message's)."""
         task = self.app.tasks.get(entry.task)
-        limit = task.options.time_limit if task else None
         message = (
             f"task {entry.task}[{entry.id}] exceeded its hard time limit of {limit}s; "
             "its worker process was killed"
