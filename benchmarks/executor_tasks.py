@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import os
-import time
+
+from tasks._common import burn_cpu  # benchmarks/ is on the path of client and workers
 
 from taskmill import App
 
@@ -17,14 +18,7 @@ def tiny(x: int) -> int:
     return x
 
 
-def burn(cpu_ms: float) -> float:
-    """Busy-loop until this thread used ``cpu_ms`` of CPU (not wall) time."""
-    end = time.thread_time() + cpu_ms / 1000.0
-    acc = 0
-    while time.thread_time() < end:
-        for i in range(500):
-            acc += i * i
-    return cpu_ms
+burn = burn_cpu  # the same CPU burner as the peer benchmark's tasks
 
 
 app = App("bench_executor", broker=os.environ.get("BENCH_EXECUTOR_REDIS", "sqlite:///unused.db"))
