@@ -46,7 +46,7 @@ def test_a_call_over_the_time_limit_is_killed_and_the_others_complete(make_execu
     ex = make_executor(time_limit=1.0)
     hung = ex.submit(calls.nap, 60.0)
     others = [ex.submit(calls.square, x) for x in range(20)]
-    with pytest.raises(TimeLimitExceeded, match="hard time limit of 1.0s"):
+    with pytest.raises(TimeLimitExceeded, match=r"hard time limit of 1\.0s"):
         hung.result(timeout=30)
     assert [f.result(timeout=30) for f in others] == [x * x for x in range(20)]
 
