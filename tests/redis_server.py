@@ -15,6 +15,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any, Self
 
 import pytest
 import redis
@@ -70,39 +71,46 @@ class PrivateRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> PrivateRedis:
+    def options(self) -> list[str]:
+        """The server's command line; a subclass adds binds, a password, ..."""
+        return [
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+            str(self.directory),
+        ]
+
+    def client(self, **kwargs: Any) -> redis.Redis:
+        """A client for the test itself, to check on or set up the server."""
+        return redis.Redis("127.0.0.1", self.port, socket_connect_timeout=1, **kwargs)
+
+    def start(self) -> Self:
         binary = shutil.which("redis-server")
         if binary is None:
-            _unavailable("redis-server is not installed")
+            _unavailable("redis-server is not installed")  # skips, or fails in CI
         assert binary is not None
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--dir",
-                str(self.directory),
-                *self.args,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        log_path = self.directory / "redis.log"
+        with log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [binary, *self.options(), *self.args], stdout=log, stderr=log
+            )
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            client = redis.Redis("127.0.0.1", self.port, socket_connect_timeout=0.2)
+        while time.monotonic() < deadline and self.process.poll() is None:
+            client = self.client()
             try:
                 client.ping()
                 return self
             except redis.RedisError:
-                time.sleep(0.05)
+                time.sleep(0.02)
             finally:
                 client.close()
         self.stop()
-        raise RuntimeError(f"private redis-server on port {self.port} did not start")
+        log_text = log_path.read_text(errors="replace")
+        raise RuntimeError(f"private redis-server on port {self.port} did not start:\n{log_text}")
 
     def kill(self) -> None:
         """SIGKILL: the server dies as in a crash."""
@@ -118,7 +126,7 @@ class PrivateRedis:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    def __enter__(self) -> PrivateRedis:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -22,7 +22,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ import pytest
 import redis
 
 from integration.conftest import READY, Worker, Workspace
-from redis_server import PrivateRedis, _unavailable, delete_prefix, redis_url_or_skip
+from redis_server import PrivateRedis, delete_prefix, redis_url_or_skip
 
 #: tasks every Redis test may run, appended to the integration suite's standard module;
 #: ``WORKER_NAME`` is set per worker by the test, so a result says who ran it
@@ -104,41 +103,14 @@ class RedisServer(PrivateRedis):
         return f"redis://{auth}{host}:{self.port}/{db}{query}"
 
     def client(self, **kwargs: Any) -> redis.Redis:
-        return redis.Redis(
-            "127.0.0.1",
-            self.port,
-            username=self.admin_user,
-            password=self.admin_password,
-            socket_connect_timeout=1,
-            **kwargs,
-        )
+        return super().client(username=self.admin_user, password=self.admin_password, **kwargs)
 
-    def start(self) -> RedisServer:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            _unavailable("redis-server is not installed")  # skips, or fails in CI
-        assert binary is not None
-        command = [binary, "--port", str(self.port), "--bind", *self.bind, "--save", ""]
-        command += ["--dir", str(self.directory), "--protected-mode", "no"]
+    def options(self) -> list[str]:
+        options = ["--port", str(self.port), "--bind", *self.bind, "--save", ""]
+        options += ["--dir", str(self.directory), "--protected-mode", "no"]
         if self.password is not None:
-            command += ["--requirepass", self.password]
-        with (self.directory / "redis.log").open("ab") as log:
-            self.process = subprocess.Popen([*command, *self.args], stdout=log, stderr=log)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break
-            client = self.client()
-            try:
-                client.ping()
-                return self
-            except redis.RedisError:
-                time.sleep(0.02)
-            finally:
-                client.close()
-        self.stop()
-        log_text = (self.directory / "redis.log").read_text(errors="replace")
-        raise RuntimeError(f"private redis-server on port {self.port} did not start:\n{log_text}")
+            options += ["--requirepass", self.password]
+        return options
 
     def pause(self) -> None:
         """SIGSTOP: the server keeps its sockets but answers nothing."""
