@@ -77,6 +77,14 @@ class Reaper:
         psutil.wait_procs(leftovers, timeout=5)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--write-reliability",
+        action="store_true",
+        help="write the chaos figures of this run into docs/reliability.md (tests/chaos/)",
+    )
+
+
 @pytest.fixture
 def reaper() -> Iterator[Reaper]:
     found = Reaper()
