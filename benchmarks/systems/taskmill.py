@@ -57,25 +57,16 @@ class Taskmill(System):
     def wait(self, handle: Any, timeout: float) -> Any:
         return handle.get(timeout=timeout)
 
-    # -- W1m: skipped for now -------------------------------------------------------------
-    # W1m sends W1's N calls with one ``Task.map`` call instead of N ``delay()`` calls.
-    # To measure it: let check_batch_send return, and fill in
-    #     send_map:   return self.tasks.noop_item.map(range(n))
-    #     wait_batch: return batch.get(timeout=timeout)
+    # -- W1m: W1's calls sent with one ``Task.map`` instead of N ``delay()`` calls ----------
 
     def check_batch_send(self) -> None:
-        from taskmill import Task
-
-        if not hasattr(Task, "map"):
-            raise Unavailable("skipped for now: Task.map is not in this release yet")
-        raise Unavailable("skipped for now: to be wired up (Task.map exists; see "
-                          "benchmarks/systems/taskmill.py)")
+        return None
 
     def send_map(self, n: int) -> Any:
-        raise Unavailable("W1m is not wired up yet")
+        return self.tasks.noop_item.map(range(n))
 
     def wait_batch(self, batch: Any, timeout: float) -> list[Any]:
-        raise Unavailable("W1m is not wired up yet")
+        return list(batch.get(timeout=timeout))
 
     def close(self) -> None:
         if self._tasks is not None:

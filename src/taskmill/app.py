@@ -18,7 +18,7 @@ from .brokers import open_broker, redact_url
 from .brokers.base import Broker
 from .calls import CALL_TASK, PickledCall
 from .errors import ConfigurationError, NotRegistered
-from .result import Result
+from .result import Outstanding, Result
 from .retries import RetryPolicy
 from .serializers import FORMATS, Serializer
 from .task import Task, TaskOptions, seconds, task_name
@@ -124,6 +124,8 @@ class App:
         self._broker_pid = 0
         self._inherited: list[Broker] = []
         self._lock = threading.Lock()
+        #: results this process holds and has not seen final (Result.get looks at many)
+        self.outstanding = Outstanding()
 
     def __repr__(self) -> str:
         return f"<App {self.name} broker={redact_url(self.broker_url)}>"

@@ -27,7 +27,6 @@ import time
 from collections.abc import Iterable
 
 from .brokers.base import Broker, StoredResult
-from .states import FINAL_STATES
 
 __all__ = ["Gatherer"]
 
@@ -98,4 +97,4 @@ class Gatherer:
             start += len(ids)
 
     def _final(self, ids: list[str]) -> dict[str, StoredResult]:
-        return {k: v for k, v in self.broker.fetch_results(ids).items() if v.state in FINAL_STATES}
+        return self.broker.fetch_results(ids, final_only=True)

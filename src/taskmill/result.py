@@ -15,8 +15,11 @@ each item's outcome in order (``None`` in ``values`` where the item failed).
 
 from __future__ import annotations
 
+import itertools
 import sys
+import threading
 import traceback as tb_module
+import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
     from .app import App
 
 __all__ = [
+    "Outstanding",
     "Result",
     "chunk_outcomes",
     "chunk_record",
@@ -212,6 +216,42 @@ def _rebuild_known_type(
         return None
 
 
+class Outstanding:
+    """The results a client holds and has not yet seen final, so one look serves many.
+
+    A program that sends many tasks and then calls ``get()`` on each result would pay a
+    round trip per result. Instead, ``get()`` asks about its own id and up to ``WINDOW``
+    other outstanding ones in the same look (when there are any), and the results found
+    final are kept by their handles: the next ``get()`` calls return at once. Handles
+    are held weakly; a result dropped unread costs nothing.
+    """
+
+    WINDOW = 255
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._handles: weakref.WeakValueDictionary[str, Result[Any]] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def add(self, result: Result[Any]) -> None:
+        with self._lock:
+            self._handles[result.id] = result
+
+    def settle(self, ids: Sequence[str]) -> None:
+        with self._lock:
+            for id in ids:
+                self._handles.pop(id, None)
+
+    def others(self, id: str) -> list[Result[Any]]:
+        """Up to WINDOW outstanding handles besides ``id``'s, oldest first."""
+        with self._lock:
+            picked = itertools.islice(
+                (r for i, r in self._handles.items() if i != id), self.WINDOW
+            )
+            return list(picked)
+
+
 class Result(Generic[R]):
     """The handle of one task call: its state, and its value once it has one."""
 
@@ -219,6 +259,7 @@ class Result(Generic[R]):
         self.app = app
         self.id = id
         self._final: StoredResult | None = None
+        app.outstanding.add(self)
 
     def __repr__(self) -> str:
         return f"<Result {self.id} {self.status}>"
@@ -229,6 +270,7 @@ class Result(Generic[R]):
         found = self.app.broker.fetch_results([self.id]).get(self.id)
         if found is not None and found.state in states.FINAL_STATES:
             self._final = found
+            self.app.outstanding.settle([self.id])
         return found
 
     @property
@@ -272,12 +314,27 @@ class Result(Generic[R]):
         when it runs out.
         """
         if self._final is None:
+            self._look_with_others()
+        if self._final is None:
             found = self.app.broker.wait_results([self.id], timeout).get(self.id)
             if found is None:
                 raise ResultTimeout(f"task {self.id} did not finish within {timeout}s")
             self._final = found
+            self.app.outstanding.settle([self.id])
         value: R = self._value(self._final, propagate)
         return value
+
+    def _look_with_others(self) -> None:
+        """One look at this result and the other outstanding ones (see Outstanding)."""
+        others = self.app.outstanding.others(self.id)
+        if not others:
+            return
+        handles = [self, *others]
+        found = self.app.broker.fetch_results([h.id for h in handles], final_only=True)
+        for handle in handles:
+            if handle.id in found:
+                handle._final = found[handle.id]
+        self.app.outstanding.settle(list(found))
 
     def _value(self, found: StoredResult, propagate: bool) -> Any:
         assert found.body is not None

@@ -31,6 +31,46 @@ def test_ack_stores_results_and_removes_the_messages_together(broker: Broker) ->
     }
 
 
+def test_ack_and_reserve_acks_then_leases_the_next_batch(broker: Broker) -> None:
+    broker.enqueue([Outgoing(id, "q", id.encode()) for id in "abcd"])
+    first = broker.reserve(["q"], 2, lease_s=30, wait_s=0)
+
+    accepted, second = broker.ack_and_reserve(
+        first, [result("a", b"A"), result("b", b"B")], ["q"], 10, lease_s=30, wait_s=0
+    )
+
+    assert accepted == [True, True]
+    assert [d.id for d in second] == ["c", "d"]
+    assert broker.fetch_results(["a", "b"], final_only=True) == {
+        "a": StoredResult(SUCCESS, b"A"),
+        "b": StoredResult(SUCCESS, b"B"),
+    }
+    assert broker.ack(second, []) == [True, True]
+
+
+def test_ack_and_reserve_rejects_a_stale_ack_and_waits_for_new_work(broker: Broker) -> None:
+    broker.enqueue([Outgoing("a", "q", b"")])
+    stale = take(broker, lease_s=0.2)
+    time.sleep(0.3)
+    current = take(broker)
+    threading.Timer(0.2, broker.enqueue, [[Outgoing("later", "q", b"")]]).start()
+
+    accepted, reserved = broker.ack_and_reserve(
+        [stale], [result("a", b"first")], ["q"], 10, lease_s=30, wait_s=5
+    )
+
+    assert accepted == [False]
+    assert [d.id for d in reserved] == ["later"]
+    assert broker.ack([current], []) == [True]
+    assert broker.fetch_results(["a"]) == {"a": StoredResult(SUCCESS, b"first")}
+
+
+def test_ack_and_reserve_with_nothing_to_ack_is_a_reserve(broker: Broker) -> None:
+    assert broker.ack_and_reserve([], [], ["q"], 10, lease_s=30, wait_s=0) == ([], [])
+    broker.enqueue([Outgoing("a", "q", b"")])
+    assert [d.id for d in broker.ack_and_reserve([], [], ["q"], 10, 30, 0)[1]] == ["a"]
+
+
 def test_a_stale_ack_still_stores_its_results(broker: Broker) -> None:
     broker.enqueue([Outgoing("a", "q", b"")])
     stale = take(broker, lease_s=0.2)
@@ -48,6 +88,18 @@ def test_the_first_final_result_wins(broker: Broker) -> None:
     assert broker.store_results([result("a", b"second", FAILURE)]) == [False]
 
     assert broker.fetch_results(["a"]) == {"a": StoredResult(SUCCESS, b"first")}
+
+
+def test_fetch_results_final_only_leaves_out_ids_without_a_final_result(broker: Broker) -> None:
+    broker.enqueue([Outgoing("queued", "q", b""), Outgoing("later", "q", b"", delay=60)])
+    broker.store_results([result("done", b"D"), result("failed", b"F", FAILURE)])
+
+    ids = ["done", "failed", "queued", "later", "unknown"]
+    assert broker.fetch_results(ids, final_only=True) == {
+        "done": StoredResult(SUCCESS, b"D"),
+        "failed": StoredResult(FAILURE, b"F"),
+    }
+    assert set(broker.fetch_results(ids)) == {"done", "failed", "queued", "later"}
 
 
 def test_store_results_answers_for_each_result(broker: Broker) -> None:

@@ -155,6 +155,22 @@ class Broker(ABC):
         it now, or already gone). Results are stored even where the ack is stale.
         """
 
+    def ack_and_reserve(
+        self,
+        deliveries: Sequence[Delivery],
+        results: Sequence[ResultRecord],
+        queues: Sequence[str],
+        max_count: int,
+        lease_s: float,
+        wait_s: float,
+        consumer: str = "",
+    ) -> tuple[list[bool], list[Delivery]]:
+        """``ack(deliveries, results)``, then ``reserve(queues, …)``: what a consumer does
+        between two batches. The ack is done before the reserve may block. Brokers that
+        can do both in one round trip override this."""
+        accepted = self.ack(deliveries, results)
+        return accepted, self.reserve(queues, max_count, lease_s, wait_s, consumer)
+
     @abstractmethod
     def extend(self, deliveries: Sequence[Delivery], lease_s: float) -> list[bool]:
         """Renew the leases for ``lease_s`` more seconds; False where the lease is stale."""
@@ -190,8 +206,14 @@ class Broker(ABC):
         """Store results; per result, False where a final result was there already."""
 
     @abstractmethod
-    def fetch_results(self, ids: Collection[str]) -> dict[str, StoredResult]:
-        """What the broker knows of each id; ids it does not know are left out."""
+    def fetch_results(
+        self, ids: Collection[str], final_only: bool = False
+    ) -> dict[str, StoredResult]:
+        """What the broker knows of each id; ids it does not know are left out.
+
+        ``final_only``: only the ids that have a final result (the others are left out
+        too), which spares the broker deriving PENDING, STARTED and RETRY.
+        """
 
     def wait_results(self, ids: Collection[str], timeout: float | None) -> dict[str, StoredResult]:
         """Block until at least one of ``ids`` has a final result, or ``timeout`` passes.
@@ -203,7 +225,7 @@ class Broker(ABC):
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = 0.0005
         while True:
-            final = {k: v for k, v in self.fetch_results(ids).items() if v.body is not None}
+            final = self.fetch_results(ids, final_only=True)
             if final:
                 return final
             if deadline is not None:

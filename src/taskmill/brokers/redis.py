@@ -232,11 +232,62 @@ class RedisBroker(Broker):
         queues = list(dict.fromkeys(queues))
         if not queues or max_count <= 0:
             return []
+        token = uuid.uuid4().hex
         keys = [k for q in queues for k in self._queue_keys(q)]
+        reply = self._script("reserve", keys, [max_count, lease_s, token])
+        return self._reserve_rest(queues, keys, reply, token, max_count, lease_s, wait_s)
+
+    def ack_and_reserve(
+        self,
+        deliveries: Sequence[Delivery],
+        results: Sequence[ResultRecord],
+        queues: Sequence[str],
+        max_count: int,
+        lease_s: float,
+        wait_s: float,
+        consumer: str = "",
+    ) -> tuple[list[bool], list[Delivery]]:
+        """The ack script and a first, non-blocking reserve in one round trip."""
+        queues = list(dict.fromkeys(queues))
+        if not (deliveries or results) or not queues or max_count <= 0:
+            return super().ack_and_reserve(
+                deliveries, results, queues, max_count, lease_s, wait_s, consumer
+            )
+        token = uuid.uuid4().hex
+        keys = [k for q in queues for k in self._queue_keys(q)]
+        ack_keys, ack_args = self._ack_call(deliveries, results)
+        calls = [("ack", ack_keys, ack_args), ("reserve", keys, [max_count, lease_s, token])]
+        acked, reply = self._call("ack", self._pipelined_scripts, calls)
+        reserved = self._reserve_rest(queues, keys, reply, token, max_count, lease_s, wait_s)
+        return [bool(x) for x in acked], reserved
+
+    def _pipelined_scripts(self, calls: Sequence[tuple[str, list[str], list[Any]]]) -> list[Any]:
+        """Several scripts in one round trip, in order. A script the server lacks (it
+        restarted) did nothing there, so it is loaded and run again by itself."""
+        pipe = self._redis.pipeline(transaction=False)
+        for name, keys, args in calls:
+            pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
+        replies = list(pipe.execute(raise_on_error=False))
+        for i, (reply, (name, keys, args)) in enumerate(zip(replies, calls, strict=True)):
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                replies[i] = self._scripts[name](keys, args)
+            elif isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    def _reserve_rest(
+        self,
+        queues: list[str],
+        keys: list[str],
+        reply: Any,
+        token: str,
+        max_count: int,
+        lease_s: float,
+        wait_s: float,
+    ) -> list[Delivery]:
+        """After a first reserve came back empty: block for a wake-up, up to ``wait_s``."""
         notify = [self._qkey(q, "notify") for q in queues]
         deadline = time.monotonic() + max(wait_s, 0.0)
-        token = uuid.uuid4().hex
-        reply = self._script("reserve", keys, [max_count, lease_s, token])
         while len(reply) <= 1:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -268,6 +319,12 @@ class RedisBroker(Broker):
     ) -> list[bool]:
         if not deliveries and not results:
             return []
+        reply = self._script("ack", *self._ack_call(deliveries, results))
+        return [bool(x) for x in reply]
+
+    def _ack_call(
+        self, deliveries: Sequence[Delivery], results: Sequence[ResultRecord]
+    ) -> tuple[list[str], list[Any]]:
         keys: list[str] = []
         args: list[Any] = [len(results), 0]
         for r in results:
@@ -277,8 +334,7 @@ class RedisBroker(Broker):
         args[1] = len(groups)
         for d in deliveries:
             args += [groups[d.queue], d.id, d.lease]
-        reply = self._script("ack", keys, args)
-        return [bool(x) for x in reply]
+        return keys, args
 
     def _groups(
         self, deliveries: Sequence[Delivery], kinds: Sequence[str], keys: list[str]
@@ -398,12 +454,16 @@ class RedisBroker(Broker):
         build(pipe)
         return list(pipe.execute())
 
-    def fetch_results(self, ids: Collection[str]) -> dict[str, StoredResult]:
+    def fetch_results(
+        self, ids: Collection[str], final_only: bool = False
+    ) -> dict[str, StoredResult]:
         ids = list(ids)
         if not ids:
             return {}
         values = self._call("fetch_results", self._redis.mget, [self._result_key(i) for i in ids])
         found = {i: _parse_result(v) for i, v in zip(ids, values, strict=True) if v is not None}
+        if final_only:
+            return {i: r for i, r in found.items() if r.state in FINAL_STATES}
         missing = [i for i in ids if i not in found]
         if missing:
             states = self._script("status", [self._queues_key], [self.prefix, *missing])
@@ -428,7 +488,7 @@ class RedisBroker(Broker):
                     return {key.decode()[len(self.prefix) + 3 :]: _parse_result(value)}
             # Nothing pushed: the result may be older than its waiter list, or another
             # client popped it. The stored result settles it.
-            final = {k: v for k, v in self.fetch_results(ids).items() if v.state in FINAL_STATES}
+            final = self.fetch_results(ids, final_only=True)
             if final or (deadline is not None and time.monotonic() >= deadline):
                 return final
             block = min(block * 4, 1.0)

@@ -507,8 +507,7 @@ class SQLiteBroker(Broker):
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             self._bells.listen(WAITERS)  # before the look, so no ring is missed
-            found = self.fetch_results(ids)
-            final = {k: v for k, v in found.items() if v.state in FINAL_STATES}
+            final = self.fetch_results(ids, final_only=True)
             if final:
                 return final
             left = MAX_SLEEP if deadline is None else deadline - time.monotonic()
@@ -516,7 +515,9 @@ class SQLiteBroker(Broker):
                 return {}
             self._bells.wait(WAITERS, left)
 
-    def fetch_results(self, ids: Collection[str]) -> dict[str, StoredResult]:
+    def fetch_results(
+        self, ids: Collection[str], final_only: bool = False
+    ) -> dict[str, StoredResult]:
         wanted = list(dict.fromkeys(ids))
         found: dict[str, StoredResult] = {}
         now = self.now()
@@ -528,7 +529,10 @@ class SQLiteBroker(Broker):
                     f"SELECT id, state, body FROM results WHERE id IN ({marks}) AND expires_at > ?",
                     (*chunk, now),
                 ):
-                    found[id] = StoredResult(state, body)
+                    if state in FINAL_STATES or not final_only:
+                        found[id] = StoredResult(state, body)
+                if final_only:
+                    continue
                 for id, lease, available_at, attempt in conn.execute(
                     f"SELECT id, lease, available_at, attempt FROM messages WHERE id IN ({marks})",
                     chunk,
