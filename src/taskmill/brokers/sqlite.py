@@ -363,6 +363,17 @@ class SQLiteBroker(Broker):
     def _lease(
         self, queues: Sequence[str], max_count: int, lease_s: float, consumer: str
     ) -> list[Delivery]:
+        with self._transaction() as conn:
+            return self._lease_in(conn, queues, max_count, lease_s, consumer)
+
+    def _lease_in(
+        self,
+        conn: sqlite3.Connection,
+        queues: Sequence[str],
+        max_count: int,
+        lease_s: float,
+        consumer: str,
+    ) -> list[Delivery]:
         # Per queue, the first max_count due rows by index order; then the best of those.
         # One IN (...) over all queues would sort every due row of every queue instead.
         per_queue = (
@@ -379,8 +390,7 @@ class SQLiteBroker(Broker):
         for queue in queues:
             params += [queue, now, max_count]
         params.append(max_count)
-        with self._transaction() as conn:
-            rows = conn.execute(sql, params).fetchall()
+        rows = conn.execute(sql, params).fetchall()
         rows.sort(key=lambda r: (-r[0], r[1]))  # RETURNING order is unspecified
         return [Delivery(id, q, body, n, attempt, token) for _, _, id, q, body, n, attempt in rows]
 
@@ -394,28 +404,61 @@ class SQLiteBroker(Broker):
     ) -> list[bool]:
         if not deliveries and not results:
             return []
-        now = self.now()
         with self._transaction() as conn:
-            # executemany and one DELETE per chunk: an ack of a batch costs two statements
-            conn.executemany(
-                self.STORE_RESULT, [(r.id, r.state, r.body, now + r.ttl, now) for r in results]
-            )
-            gone: set[tuple[str, str]] = set()
-            for start in range(0, len(deliveries), 400):
-                chunk = deliveries[start : start + 400]
-                pairs = ", ".join(["(?, ?)"] * len(chunk))
-                # "id IN" lets SQLite use the id index; the pairs then check each lease
-                gone.update(
-                    conn.execute(
-                        f"DELETE FROM messages WHERE id IN ({_marks(len(chunk))})"
-                        f" AND (id, lease) IN (VALUES {pairs}) RETURNING id, lease",
-                        [d.id for d in chunk] + [v for d in chunk for v in (d.id, d.lease)],
-                    ).fetchall()
-                )
-        acked = [(d.id, d.lease) in gone for d in deliveries]
+            acked = self._ack_in(conn, deliveries, results)
         if results:
             self._bells.ring(WAITERS)
         return acked
+
+    def _ack_in(
+        self,
+        conn: sqlite3.Connection,
+        deliveries: Sequence[Delivery],
+        results: Sequence[ResultRecord],
+    ) -> list[bool]:
+        now = self.now()
+        # executemany and one DELETE per chunk: an ack of a batch costs two statements
+        conn.executemany(
+            self.STORE_RESULT, [(r.id, r.state, r.body, now + r.ttl, now) for r in results]
+        )
+        gone: set[tuple[str, str]] = set()
+        for start in range(0, len(deliveries), 400):
+            chunk = deliveries[start : start + 400]
+            pairs = ", ".join(["(?, ?)"] * len(chunk))
+            # "id IN" lets SQLite use the id index; the pairs then check each lease
+            gone.update(
+                conn.execute(
+                    f"DELETE FROM messages WHERE id IN ({_marks(len(chunk))})"
+                    f" AND (id, lease) IN (VALUES {pairs}) RETURNING id, lease",
+                    [d.id for d in chunk] + [v for d in chunk for v in (d.id, d.lease)],
+                ).fetchall()
+            )
+        return [(d.id, d.lease) in gone for d in deliveries]
+
+    def ack_and_reserve(
+        self,
+        deliveries: Sequence[Delivery],
+        results: Sequence[ResultRecord],
+        queues: Sequence[str],
+        max_count: int,
+        lease_s: float,
+        wait_s: float,
+        consumer: str = "",
+    ) -> tuple[list[bool], list[Delivery]]:
+        """The ack and a first lease in one write transaction."""
+        queues = list(dict.fromkeys(queues))
+        if not (deliveries or results) or not queues or max_count <= 0:
+            return super().ack_and_reserve(
+                deliveries, results, queues, max_count, lease_s, wait_s, consumer
+            )
+        with self._transaction() as conn:
+            acked = self._ack_in(conn, deliveries, results)
+            leased = self._lease_in(conn, queues, max_count, lease_s, consumer)
+        if results:
+            self._bells.ring(WAITERS)
+        if not leased:
+            leased = self.reserve(queues, max_count, lease_s, wait_s, consumer)
+        return acked, leased
 
     def extend(self, deliveries: Sequence[Delivery], lease_s: float) -> list[bool]:
         if not deliveries:
