@@ -167,6 +167,15 @@ def hang(log: str, seconds: float = 3600.0) -> None:
     time.sleep(seconds)
 
 
+def sleep_in_steps(log: str, seconds: float = 3600.0) -> None:
+    """Sleeps in short steps, running Python code between them (where a thread can be
+    interrupted)."""
+    record(log, "steps")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 # -- tasks that fail ------------------------------------------------------------------------
 
 

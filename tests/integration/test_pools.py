@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 import faults
-from taskmill import TimeLimitExceeded
+from taskmill import SoftTimeLimitExceeded, TimeLimitExceeded
 
 ASYNC_TASKS = """
 async_square = app.task(faults.async_square)
@@ -28,6 +28,8 @@ flaky = app.task(retries=2, retry_backoff=0.05, autoretry_for=(ValueError,))(
     faults.fail_then_succeed
 )
 async_boom = app.task(faults.async_raise_own_error)
+async_soft = app.task(name="async_soft", soft_time_limit=0.5)(faults.async_hang)
+soft = app.task(name="soft", soft_time_limit=0.5)(faults.sleep_in_steps)
 """
 
 
@@ -171,6 +173,26 @@ def test_async_and_thread_tasks_retry_until_they_succeed(workspace, tasks, pool)
     assert sync_result.get(timeout=20) == 3
     assert async_result.status == sync_result.status == "SUCCESS"
     assert len(faults.executions(async_log)) == len(faults.executions(sync_log)) == 3
+
+
+@pytest.mark.timeout(60)
+def test_soft_time_limits_interrupt_async_and_thread_tasks_and_the_child_goes_on(
+    workspace, tasks
+):
+    worker = workspace.start_worker("--pool", "threads", concurrency=1)
+    (child,) = worker.children()
+    log = workspace.file("executions.log")
+
+    began = time.monotonic()
+    in_loop, in_thread = tasks.async_soft.delay(log, 30), tasks.soft.delay(log, 30)
+
+    with pytest.raises(SoftTimeLimitExceeded):
+        in_loop.get(timeout=15)
+    with pytest.raises(SoftTimeLimitExceeded):
+        in_thread.get(timeout=15)
+    assert time.monotonic() - began < 3.0
+    assert tasks.logged_nap.delay(log, "after", 0).get(timeout=10) == child
+    assert worker.children() == [child]
 
 
 @pytest.mark.timeout(60)

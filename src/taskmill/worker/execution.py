@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import functools
 import logging
 import signal
@@ -416,10 +417,26 @@ def _raise_soft_limit(signum: int, frame: FrameType | None) -> None:
 
 @contextlib.contextmanager
 def soft_time_limit(limit: float | None) -> Iterator[None]:
-    """Raise SoftTimeLimitExceeded in this (main) thread once ``limit`` seconds pass."""
-    if not limit or threading.current_thread() is not threading.main_thread():
+    """Raise SoftTimeLimitExceeded in this thread once ``limit`` seconds pass.
+
+    On the main thread a SIGALRM timer interrupts the task wherever it is. Other threads
+    (``--pool threads``) cannot take signals: a timer thread raises the exception in the
+    task's thread asynchronously, which Python delivers the next time that thread runs
+    Python code, so a task blocked in one C call (a socket read, ``time.sleep``) sees it
+    when that call returns. The hard time limit covers a call that never returns.
+    """
+    if not limit:
         yield
-        return
+    elif threading.current_thread() is threading.main_thread():
+        with _alarm(limit):
+            yield
+    else:
+        with _ThreadAlarm(limit):
+            yield
+
+
+@contextlib.contextmanager
+def _alarm(limit: float) -> Iterator[None]:
     previous = signal.signal(signal.SIGALRM, _raise_soft_limit)
     signal.setitimer(signal.ITIMER_REAL, limit)
     try:
@@ -427,3 +444,39 @@ def soft_time_limit(limit: float | None) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+class _ThreadAlarm:
+    """SoftTimeLimitExceeded raised asynchronously in the thread that entered, unless it
+    left first. Leaving clears an exception raised but not yet delivered, so it can never
+    surface after the task, in the worker's own code."""
+
+    def __init__(self, limit: float) -> None:
+        self._thread = threading.get_ident()
+        self._lock = threading.Lock()
+        self._armed = self._fired = False
+        self._timer = threading.Timer(limit, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> None:
+        self._armed = True
+        self._timer.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._armed = False
+            if self._fired:
+                _set_async_exc(self._thread, None)
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._armed:
+                self._fired = True
+                _set_async_exc(self._thread, SoftTimeLimitExceeded)
+
+
+def _set_async_exc(thread: int, kind: type[BaseException] | None) -> None:
+    """Raise ``kind`` in ``thread`` when it next runs Python code (None: cancel that)."""
+    exc = None if kind is None else ctypes.py_object(kind)
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), exc)
