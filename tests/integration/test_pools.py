@@ -13,6 +13,8 @@ import pytest
 
 import faults
 from taskmill import SoftTimeLimitExceeded, TimeLimitExceeded
+from taskmill.brokers.base import Outgoing
+from taskmill.message import Message, encode, new_id
 
 ASYNC_TASKS = """
 async_square = app.task(faults.async_square)
@@ -37,6 +39,12 @@ soft = app.task(name="soft", soft_time_limit=0.5)(faults.sleep_in_steps)
 def tasks(workspace):
     workspace.write_tasks(ASYNC_TASKS)
     return workspace.import_tasks()
+
+
+def outgoing(task, *args):
+    """A message for ``task(*args)``, to enqueue several in one atomic step."""
+    msg = Message(id=new_id(), task=task.name, args=args)
+    return Outgoing(id=msg.id, queue="default", body=encode(msg))
 
 
 def started(log: str, count: int):
@@ -75,6 +83,51 @@ def test_the_async_limit_caps_the_tasks_in_flight_and_all_complete(workspace, ta
         f"{edge}:{i}": 1 for i in range(40) for edge in ("start", "end")
     }
     assert 2 <= faults.most_at_once(runs) <= 10
+
+
+@pytest.mark.timeout(60)
+def test_async_tasks_reserved_with_a_sync_task_run_while_it_blocks_the_main_thread(
+    workspace, tasks
+):
+    workspace.start_worker(concurrency=1)
+    log = workspace.file("executions.log")
+    tasks.async_square.delay(0).get(timeout=10)  # the child is idle, waiting to reserve
+
+    # one atomic enqueue: the child reserves the sync task and the async ones together
+    sync = outgoing(tasks.logged_nap, log, "sync", 3.0)
+    naps = [outgoing(tasks.async_logged_nap, log, str(i), 0.5) for i in range(10)]
+    tasks.app.broker.enqueue([sync, *naps])
+    values = [tasks.app.AsyncResult(m.id).get(timeout=15) for m in [sync, *naps]]
+
+    assert len(set(values)) == 1  # one child ran them all
+    ends = {r.tag: r.at for r in faults.executions(log) if r.tag.startswith("end:")}
+    assert max(ends[f"end:{i}"] for i in range(10)) < ends["end:sync"]
+
+
+@pytest.mark.timeout(60)
+def test_a_map_of_an_async_task_awaits_each_item(workspace, tasks):
+    workspace.start_worker(concurrency=1)
+
+    squares = tasks.async_square.map(range(50), chunksize=10)
+
+    assert squares.get(timeout=20) == [x * x for x in range(50)]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
+def test_tasks_held_past_their_lease_keep_it_by_heartbeat_and_run_once(workspace, pool):
+    workspace.write_tasks(ASYNC_TASKS, settings="lease_s=1")
+    tasks = workspace.import_tasks()
+    # the second, idle child would take over any lease left to expire
+    workspace.start_worker("--pool", pool, "--threads", "2", concurrency=2)
+    log = workspace.file("executions.log")
+
+    results = [tasks.async_logged_nap.delay(log, f"a{i}", 2.5) for i in range(3)]
+    results += [tasks.logged_nap.delay(log, f"s{i}", 2.5) for i in range(3)]
+    [r.get(timeout=30) for r in results]
+
+    starts = Counter(r.tag for r in faults.executions(log) if r.tag.startswith("start:"))
+    assert starts == {f"start:{kind}{i}": 1 for kind in "as" for i in range(3)}
 
 
 @pytest.mark.timeout(60)

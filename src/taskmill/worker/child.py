@@ -284,20 +284,27 @@ class Child:
                 self._run_here(held)
 
     def _next_startable(self) -> Held | None:
-        """The first waiting message there is room to start now, counted as running."""
+        """The first waiting message there is room to start now, counted as running; one
+        that starts elsewhere (event loop, thread) before one that would run here and
+        keep this thread busy."""
         with self._lock:
-            for held in self._waiting:
-                if held.is_async:
-                    if self._running_async >= self.async_limit:
-                        continue
-                    self._running_async += 1
-                elif self.pool == "threads":
-                    if len(self._running_threads) >= self._threads.size:
-                        continue
-                    self._running_threads[held.index] = held
-                self._waiting.remove(held)
-                return held
-        return None
+            chosen = next(filter(self._room_elsewhere, self._waiting), None)
+            if chosen is None and self.pool == "prefork":
+                chosen = next((h for h in self._waiting if not h.is_async), None)
+            if chosen is None:
+                return None
+            self._waiting.remove(chosen)
+            if chosen.is_async:
+                self._running_async += 1
+            elif self.pool == "threads":
+                self._running_threads[chosen.index] = chosen
+            return chosen
+
+    def _room_elsewhere(self, held: Held) -> bool:
+        """Whether ``held`` runs off this thread and has room to start now (lock held)."""
+        if held.is_async:
+            return self._running_async < self.async_limit
+        return self.pool == "threads" and len(self._running_threads) < self._threads.size
 
     def _run_here(self, held: Held) -> None:
         """A sync task in the prefork pool: on this thread, killed with the process at its
