@@ -288,6 +288,28 @@ def test_sigterm_with_async_tasks_in_flight_drains_them_and_gives_back_the_rest(
 
 
 @pytest.mark.timeout(60)
+def test_sigterm_in_the_threads_pool_lets_running_threads_finish_and_gives_back_the_rest(
+    workspace, tasks
+):
+    first = workspace.start_worker("--pool", "threads", "--threads", "4", grace=10)
+    log = workspace.file("executions.log")
+
+    results = [tasks.logged_nap.delay(log, str(i), 1.0) for i in range(20)]
+    workspace.wait_until(started(log, 4), 15, "4 threads busy")
+    first.signal(signal.SIGTERM)
+
+    assert first.wait(10) == 0
+    runs = faults.executions(log)
+    assert len(runs) % 2 == 0 and 4 <= len(runs) // 2 < 20  # each one started, finished
+    workspace.start_worker("--pool", "threads", "--threads", "4")
+    [r.get(timeout=30) for r in results]
+
+    assert Counter(r.tag for r in faults.executions(log)) == {
+        f"{edge}:{i}": 1 for i in range(20) for edge in ("start", "end")
+    }
+
+
+@pytest.mark.timeout(60)
 def test_a_child_killed_with_async_tasks_in_flight_loses_none_of_them(workspace, tasks):
     worker = workspace.start_worker(concurrency=1)
     log = workspace.file("executions.log")

@@ -142,7 +142,9 @@ class Child:
         self._pending_acks: list[Held] = []
         self._pending_results: list[ResultRecord] = []
         self._first_pending = 0.0
-        self._has_async = any(t.is_async for t in app.tasks.values())
+        #: whether the next reservation may bring async tasks: room on the event loop
+        #: counts only then, so a child of a mixed app does not hoard sync tasks
+        self._expect_async = any(t.is_async for t in app.tasks.values())
         self._loop = EventLoopThread()
         self._threads = TaskThreads(threads)
         self._done: queue.SimpleQueue[_Done] = queue.SimpleQueue()
@@ -226,7 +228,7 @@ class Child:
             if self._waiting:
                 return 0
             running = self._running_async + len(self._running_threads)
-            async_room = self.async_limit - self._running_async if self._has_async else 0
+            async_room = self.async_limit - self._running_async if self._expect_async else 0
             if self.pool == "threads":
                 free = self._threads.size - len(self._running_threads)
                 sync_room = max(free, self._batch_size()) if free > 0 else 0
@@ -245,6 +247,7 @@ class Child:
         """Hold a reserved batch in the slot; what does not fit goes back at once."""
         finished = self._already_finished(batch)
         refused = []
+        saw_async = False
         for delivery in batch:
             msg = self._decode(delivery.body)
             index = self.slot.hold(delivery, msg.task if msg else "")
@@ -252,12 +255,14 @@ class Child:
                 refused.append(delivery)
                 continue
             held = Held(index, delivery, msg, self.app.tasks.get(msg.task) if msg else None)
+            saw_async = saw_async or held.is_async
             with self._lock:
                 self._held[index] = held
                 if delivery.id not in finished:
                     self._waiting.append(held)
             if delivery.id in finished:
                 self._ack_later(held, None)
+        self._expect_async = saw_async
         if refused:
             self.app.broker.release(refused)
 
@@ -362,11 +367,14 @@ class Child:
         tasks past their hard deadline."""
         while True:
             items = self._collect()
-            for item in items:
-                if isinstance(item, tuple):
-                    self._complete(*item)
-            self._abandon_overdue()
-            self.flush()
+            try:
+                for item in items:
+                    if isinstance(item, tuple):
+                        self._complete(*item)
+                self._abandon_overdue()
+                self.flush()
+            except Exception:  # never expected; this thread must outlive it all the same
+                logger.exception("applying task outcomes failed")
             with self._changed:
                 self._changed.notify_all()
             if "stop" in items:

@@ -14,6 +14,10 @@ A chunk message runs its task once per item and is acknowledged with one SUCCESS
 holding every item's value or exception; an item's retries run in place, after their
 backoff. A message's own ``retries`` (an Executor's) override the task's: that many
 immediate re-runs for any exception. While a task runs, ``update_progress`` reports for it.
+
+An ``async def`` task goes through the same decisions in :func:`execute_async`, awaited on
+the child's event loop; its time limits cancel it (``asyncio.timeout``) rather than
+interrupt it, and what it returned or raised becomes an Outcome by the same functions.
 """
 
 from __future__ import annotations

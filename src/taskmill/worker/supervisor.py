@@ -132,13 +132,15 @@ class Supervisor:
                 self._spawn(seat)
             self._register()  # now with the children's pids
             logger.info(
-                "taskmill worker %s ready: app %s, broker %s, queues %s, %d children (pids %s)",
+                "taskmill worker %s ready: app %s, broker %s, queues %s, %d children (pids %s),"
+                " %s",
                 self.id,
                 self.app.name,
                 redact_url(self.app.broker_url),
                 ",".join(self.queues),
                 self.concurrency,
                 " ".join(str(s.process.pid) for s in self.seats if s.process),
+                self._pool_description(),
             )
             while self._alive_children() or self._draining_since is None:
                 self._tick(wake_r)
@@ -154,6 +156,10 @@ class Supervisor:
             self.app.close()
         logger.info("taskmill worker %s stopped", self.id)
         return 0
+
+    def _pool_description(self) -> str:
+        threads = f", {self.threads} threads" if self.pool == "threads" else ""
+        return f"pool {self.pool}{threads}, up to {self.async_limit} async tasks per child"
 
     def _tick(self, wake_r: int) -> None:
         sentinels = [s.process.sentinel for s in self.seats if s.process is not None]
