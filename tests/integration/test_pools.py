@@ -4,6 +4,7 @@ results, shutdown and crash handling as sync tasks in the default pool."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -30,6 +31,7 @@ flaky = app.task(retries=2, retry_backoff=0.05, autoretry_for=(ValueError,))(
     faults.fail_then_succeed
 )
 async_boom = app.task(faults.async_raise_own_error)
+async_cancelled = app.task(faults.async_cancel_itself)
 async_soft = app.task(name="async_soft", soft_time_limit=0.5)(faults.async_hang)
 soft = app.task(name="soft", soft_time_limit=0.5)(faults.sleep_in_steps)
 """
@@ -258,6 +260,20 @@ def test_an_async_tasks_exception_is_raised_by_get_with_its_own_type(workspace, 
         result.get(timeout=15)
     assert "async_raise_own_error" in str(caught.value.__cause__)
     assert result.status == "FAILURE"
+
+
+@pytest.mark.timeout(60)
+def test_an_async_task_that_cancels_itself_fails_once_and_is_not_delivered_again(
+    workspace, tasks
+):
+    workspace.start_worker(concurrency=1)
+
+    result = tasks.async_cancelled.delay()
+
+    with pytest.raises(asyncio.CancelledError, match="gave up"):
+        result.get(timeout=15)
+    assert tasks.async_square.delay(5).get(timeout=10) == 25
+    assert tasks.app.broker.dead_letters() == []
 
 
 @pytest.mark.timeout(60)

@@ -338,7 +338,7 @@ class Child:
     def _finished_async(self, held: Held, future: Future[Outcome]) -> None:
         try:
             outcome: Outcome | None = future.result()
-        except BaseException as exc:  # the loop went away under it: the message goes back
+        except BaseException as exc:  # the loop went away under it, or it was cancelled
             logger.error("async task %s stopped without an outcome: %r", held.delivery.id, exc)
             outcome = None
         self._done.put((held, outcome))
@@ -406,7 +406,9 @@ class Child:
             self.done += 1
         self.slot.finish(held.index)
         if outcome is None:
-            self._guard(held, lambda: self.app.broker.release([held.delivery]))
+            # As if its worker had died running it: delivered again, counted, so a task
+            # that always ends this way is dead-lettered instead of looping.
+            self._guard(held, lambda: self.app.broker.requeue(held.delivery))
         else:
             self._apply(held, outcome)
 

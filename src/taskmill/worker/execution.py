@@ -189,7 +189,9 @@ async def run_task_async(
         value = await within_limits(
             task.fn(*msg.args, **msg.kwargs), task.options.soft_time_limit, limit, stopped
         )
-    except (Exception, SoftTimeLimitExceeded, SystemExit) as exc:
+    # A CancelledError that gets here is the task's own (the time limits' cancellations
+    # come out of within_limits as TimeoutErrors): it fails, as any exception would.
+    except (Exception, SoftTimeLimitExceeded, SystemExit, asyncio.CancelledError) as exc:
         return failure(task, msg, attempt, exc, ttl)
     return success(task, msg, value, ttl, started)
 
