@@ -198,6 +198,43 @@ def test_a_thread_task_past_its_hard_limit_fails_at_once_and_its_child_is_recycl
 
 
 @pytest.mark.timeout(60)
+def test_a_sync_task_killed_at_its_limit_sends_its_async_neighbours_back_uncounted(
+    workspace, tasks
+):
+    workspace.write_tasks(ASYNC_TASKS, settings="lease_s=2, max_deliveries=1")
+    tasks = workspace.import_tasks()
+    worker = workspace.start_worker(concurrency=1)
+    (child,) = worker.children()
+    log = workspace.file("executions.log")
+
+    naps = [outgoing(tasks.async_logged_nap, log, str(i), 3.0) for i in range(5)]
+    hung = outgoing(tasks.hang_1s, log, 30)
+    tasks.app.broker.enqueue([*naps, hung])
+
+    with pytest.raises(TimeLimitExceeded, match="its worker process was killed"):
+        tasks.app.AsyncResult(hung.id).get(timeout=15)
+    pids = [tasks.app.AsyncResult(m.id).get(timeout=20) for m in naps]
+
+    # with max_deliveries=1 a counted redelivery would have dead-lettered them
+    (replacement,) = worker.wait_for_children(1)
+    assert pids == [replacement] * 5 and replacement != child
+    assert tasks.app.broker.dead_letters() == []
+
+
+@pytest.mark.timeout(60)
+def test_max_tasks_per_child_recycles_children_running_async_tasks(workspace, tasks):
+    workspace.start_worker("--max-tasks-per-child", "10", concurrency=1)
+    log = workspace.file("executions.log")
+
+    results = [tasks.async_logged_nap.delay(log, str(i), 0.1) for i in range(30)]
+    pids = [r.get(timeout=30) for r in results]
+
+    assert len(set(pids)) >= 3
+    assert max(Counter(pids).values()) <= 10
+    assert len(faults.executions(log)) == 60  # each ran once
+
+
+@pytest.mark.timeout(60)
 def test_an_async_task_blocking_its_event_loop_is_killed_by_the_supervisor(workspace, tasks):
     worker = workspace.start_worker(concurrency=1)
     (child,) = worker.children()
