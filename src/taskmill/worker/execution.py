@@ -23,16 +23,11 @@ interrupt it, and what it returned or raised becomes an Outcome by the same func
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import functools
 import logging
-import signal
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any
 
 from .. import message as message_codec
@@ -53,13 +48,13 @@ from ..progress import Reporter, current_task
 from ..result import chunk_record, error_record, exception_record, value_record
 from ..retries import RetryPolicy
 from ..task import Task
+from .limits import hard_limit_message, soft_time_limit, within_limits
 
 __all__ = [
     "Outcome",
     "execute",
     "execute_async",
     "failure",
-    "hard_limit_message",
     "retry_policy",
     "run_chunk",
     "time_limit",
@@ -194,28 +189,6 @@ async def run_task_async(
     except (Exception, SoftTimeLimitExceeded, SystemExit, asyncio.CancelledError) as exc:
         return failure(task, msg, attempt, exc, ttl)
     return success(task, msg, value, ttl, started)
-
-
-async def within_limits(
-    awaitable: Awaitable[Any], soft: float | None, hard: float | None, stopped: str
-) -> Any:
-    """Await ``awaitable``; cancelled at ``soft`` seconds (SoftTimeLimitExceeded) or at
-    ``hard`` (TimeLimitExceeded with the message ``stopped``)."""
-    hard_timer, soft_timer = asyncio.timeout(hard), asyncio.timeout(soft)
-    try:
-        async with hard_timer, soft_timer:
-            return await awaitable
-    except TimeoutError as exc:
-        if hard_timer.expired():
-            raise TimeLimitExceeded(stopped) from exc
-        if soft_timer.expired():
-            raise SoftTimeLimitExceeded("soft time limit exceeded") from exc
-        raise  # the task's own TimeoutError
-
-
-def hard_limit_message(name: str, id: str, limit: float | None, what: str) -> str:
-    """How a hard time-limit failure reads, whoever enforced it."""
-    return f"task {name}[{id}] exceeded its hard time limit of {limit}s; {what}"
 
 
 def failure(
@@ -415,74 +388,3 @@ def time_limit(task: Task[Any, Any] | None, msg: message_codec.Message | None) -
         return None
     limit = msg.time_limit if msg.time_limit is not None else task.options.time_limit
     return _scaled(limit, len(msg.args)) if msg.chunk else limit
-
-
-def _raise_soft_limit(signum: int, frame: FrameType | None) -> None:
-    raise SoftTimeLimitExceeded("soft time limit exceeded")
-
-
-@contextlib.contextmanager
-def soft_time_limit(limit: float | None) -> Iterator[None]:
-    """Raise SoftTimeLimitExceeded in this thread once ``limit`` seconds pass.
-
-    On the main thread a SIGALRM timer interrupts the task wherever it is. Other threads
-    (``--pool threads``) cannot take signals: a timer thread raises the exception in the
-    task's thread asynchronously, which Python delivers the next time that thread runs
-    Python code, so a task blocked in one C call (a socket read, ``time.sleep``) sees it
-    when that call returns. The hard time limit covers a call that never returns.
-    """
-    if not limit:
-        yield
-    elif threading.current_thread() is threading.main_thread():
-        with _alarm(limit):
-            yield
-    else:
-        with _ThreadAlarm(limit):
-            yield
-
-
-@contextlib.contextmanager
-def _alarm(limit: float) -> Iterator[None]:
-    previous = signal.signal(signal.SIGALRM, _raise_soft_limit)
-    signal.setitimer(signal.ITIMER_REAL, limit)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-class _ThreadAlarm:
-    """SoftTimeLimitExceeded raised asynchronously in the thread that entered, unless it
-    left first. Leaving clears an exception raised but not yet delivered, so it can never
-    surface after the task, in the worker's own code."""
-
-    def __init__(self, limit: float) -> None:
-        self._thread = threading.get_ident()
-        self._lock = threading.Lock()
-        self._armed = self._fired = False
-        self._timer = threading.Timer(limit, self._fire)
-        self._timer.daemon = True
-
-    def __enter__(self) -> None:
-        self._armed = True
-        self._timer.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._timer.cancel()
-        with self._lock:
-            self._armed = False
-            if self._fired:
-                _set_async_exc(self._thread, None)
-
-    def _fire(self) -> None:
-        with self._lock:
-            if self._armed:
-                self._fired = True
-                _set_async_exc(self._thread, SoftTimeLimitExceeded)
-
-
-def _set_async_exc(thread: int, kind: type[BaseException] | None) -> None:
-    """Raise ``kind`` in ``thread`` when it next runs Python code (None: cancel that)."""
-    exc = None if kind is None else ctypes.py_object(kind)
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), exc)
