@@ -180,12 +180,11 @@ class Child:
     def _step(self) -> None:
         """Start what can start; then reserve more if there is room, else wait for it."""
         self._start_waiting()
+        self.holdings.flush()  # results of the tasks run here are stored before blocking below
         size = self._reserve_size()
         if size <= 0 or self._should_stop():
-            self.holdings.flush()
             self._wait_for_change()
             return
-        self.holdings.flush()  # results of the tasks run here are stored before blocking below
         lease_s = self.app.settings.lease_s
         batch = self.app.broker.reserve(self.queues, size, lease_s, RESERVE_WAIT, self.consumer)
         if batch:
@@ -264,7 +263,9 @@ class Child:
         that starts elsewhere (event loop, thread) before one that would run here and
         keep this thread busy."""
         with self._lock:
-            chosen = next(filter(self._room_elsewhere, self.holdings.waiting), None)
+            chosen = None
+            if self._expect_async or self.pool == "threads":  # else none runs elsewhere
+                chosen = next(filter(self._room_elsewhere, self.holdings.waiting), None)
             if chosen is None and self.pool == "prefork":
                 chosen = next((h for h in self.holdings.waiting if not h.is_async), None)
             if chosen is None:
