@@ -27,7 +27,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import message as message_codec
@@ -251,24 +251,41 @@ def _failed(
 
 def run_chunk(task: Task[Any, Any], msg: message_codec.Message, ttl: float) -> Outcome:
     """Run every item of a chunk message; one SUCCESS result holds each item's outcome."""
-    values: list[Any] = []
-    failures: list[tuple[int, BaseException]] = []
-    count = len(msg.args)
+    results = _ChunkResults(len(msg.args))
     try:
         fn = _chunk_callable(task, msg.leading)
     except Exception as exc:  # an Executor's initializer failed here: every item fails
-        failures = [(index, exc) for index in range(count)]
-        return Outcome(
-            "ack", chunk_record(msg.id, [None] * count, failures, ttl, task.app.serializer)
-        )
+        results.halt(exc)
+        return results.outcome(task, msg, ttl)
     try:
-        with soft_time_limit(_scaled(task.options.soft_time_limit, count)):
-            _run_items(fn, msg, retry_policy(task, msg), values, failures)
+        with soft_time_limit(_scaled(task.options.soft_time_limit, results.count)):
+            _run_items(fn, msg, retry_policy(task, msg), results)
     except SoftTimeLimitExceeded as stopped:
-        # the item running and the ones not started fail; the chunk's result is stored
-        failures += [(index, stopped) for index in range(len(values), count)]
-        values += [None] * (count - len(values))
-    return Outcome("ack", chunk_record(msg.id, values, failures, ttl, task.app.serializer))
+        results.halt(stopped)
+    return results.outcome(task, msg, ttl)
+
+
+@dataclass(slots=True)
+class _ChunkResults:
+    """Each item's value or exception, as a chunk runs."""
+
+    count: int
+    values: list[Any] = field(default_factory=list)
+    failures: list[tuple[int, BaseException]] = field(default_factory=list)
+
+    def add(self, index: int, value: Any, error: BaseException | None) -> None:
+        self.values.append(value)
+        if error is not None:
+            self.failures.append((index, error))
+
+    def halt(self, exc: BaseException) -> None:
+        """The item running and the ones not started fail with ``exc``."""
+        self.failures += [(index, exc) for index in range(len(self.values), self.count)]
+        self.values += [None] * (self.count - len(self.values))
+
+    def outcome(self, task: Task[Any, Any], msg: message_codec.Message, ttl: float) -> Outcome:
+        serializer = task.app.serializer
+        return Outcome("ack", chunk_record(msg.id, self.values, self.failures, ttl, serializer))
 
 
 def _chunk_callable(task: Task[Any, Any], leading: tuple[Any, ...]) -> Callable[..., Any]:
@@ -282,24 +299,19 @@ def _chunk_callable(task: Task[Any, Any], leading: tuple[Any, ...]) -> Callable[
 
 
 def _run_items(
-    fn: Callable[..., Any],
-    msg: message_codec.Message,
-    policy: RetryPolicy,
-    values: list[Any],
-    failures: list[tuple[int, BaseException]],
+    fn: Callable[..., Any], msg: message_codec.Message, policy: RetryPolicy, results: _ChunkResults
 ) -> None:
     kwargs = msg.kwargs
     singles = msg.singles
     for index, item in enumerate(msg.args):
         try:
             # an item that is not an argument list fails on its own, with a TypeError
-            values.append(fn(item, **kwargs) if singles else fn(*item, **kwargs))
+            value = fn(item, **kwargs) if singles else fn(*item, **kwargs)
+            error = None
         except (Exception, SystemExit) as exc:
             args = (item,) if singles else item
             value, error = _retry_item(fn, args, kwargs, policy, exc)
-            values.append(value)
-            if error is not None:
-                failures.append((index, error))
+        results.add(index, value, error)
 
 
 def _retry_item(
@@ -337,44 +349,41 @@ def _item_retry(
 async def run_chunk_async(task: Task[Any, Any], msg: message_codec.Message, ttl: float) -> Outcome:
     """:func:`run_chunk` for an async task: items awaited one after the other on the event
     loop, each retried in place; the chunk's time limits are the task's times its items."""
-    count = len(msg.args)
-    values: list[Any] = []
-    failures: list[tuple[int, BaseException]] = []
+    results = _ChunkResults(len(msg.args))
     fn = _chunk_callable(task, msg.leading)
     limit = time_limit(task, msg)
     stopped = hard_limit_message(task.name, msg.id, limit, "it was cancelled")
-    soft = _scaled(task.options.soft_time_limit, count)
+    soft = _scaled(task.options.soft_time_limit, results.count)
+    items = _await_items(fn, msg, retry_policy(task, msg), results)
     try:
-        items = _await_items(fn, msg, retry_policy(task, msg), values, failures)
         await within_limits(items, soft, limit, stopped)
     except (SoftTimeLimitExceeded, TimeLimitExceeded) as halted:
-        failures += [(index, halted) for index in range(len(values), count)]
-        values += [None] * (count - len(values))
-    return Outcome("ack", chunk_record(msg.id, values, failures, ttl, task.app.serializer))
+        results.halt(halted)
+    return results.outcome(task, msg, ttl)
 
 
 async def _await_items(
-    fn: Callable[..., Any],
-    msg: message_codec.Message,
-    policy: RetryPolicy,
-    values: list[Any],
-    failures: list[tuple[int, BaseException]],
+    fn: Callable[..., Any], msg: message_codec.Message, policy: RetryPolicy, results: _ChunkResults
 ) -> None:
     for index, item in enumerate(msg.args):
         args = (item,) if msg.singles else item
-        attempt = 0
-        while True:
-            try:
-                values.append(await fn(*args, **msg.kwargs))
-                break
-            except (Exception, SystemExit) as exc:
-                cause, delay = _item_retry(policy, exc, attempt)
-                if delay is None:
-                    values.append(None)
-                    failures.append((index, cause))
-                    break
-                attempt += 1
-                await asyncio.sleep(delay)
+        results.add(index, *await _await_item(fn, args, msg.kwargs, policy))
+
+
+async def _await_item(
+    fn: Callable[..., Any], args: Any, kwargs: dict[str, Any], policy: RetryPolicy
+) -> tuple[Any, BaseException | None]:
+    """One item of an async chunk, retried in place: its value, or its last exception."""
+    attempt = 0
+    while True:
+        try:
+            return await fn(*args, **kwargs), None
+        except (Exception, SystemExit) as exc:
+            cause, delay = _item_retry(policy, exc, attempt)
+            if delay is None:
+                return None, cause
+            attempt += 1
+            await asyncio.sleep(delay)
 
 
 def _scaled(limit: float | None, items: int) -> float | None:
