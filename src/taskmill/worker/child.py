@@ -180,13 +180,16 @@ class Child:
     def _step(self) -> None:
         """Start what can start; then reserve more if there is room, else wait for it."""
         self._start_waiting()
-        self.holdings.flush()  # results of the tasks run here are stored before blocking below
         size = self._reserve_size()
         if size <= 0 or self._should_stop():
+            self.holdings.flush()
             self._wait_for_change()
             return
+        # The results of the tasks run here are stored before the reserve may block.
         lease_s = self.app.settings.lease_s
-        batch = self.app.broker.reserve(self.queues, size, lease_s, RESERVE_WAIT, self.consumer)
+        batch = self.holdings.flush_and_reserve(
+            self.queues, size, lease_s, RESERVE_WAIT, self.consumer
+        )
         if batch:
             self._take(batch)
 
@@ -207,7 +210,9 @@ class Child:
                 sync_room = max(free, self._batch_size()) if free > 0 else 0
             else:
                 sync_room = self._batch_size()
-            size = min(async_room + sync_room, self.slot.capacity - len(self.holdings))
+            # what waits for its ack is let go of before the reserve (flush_and_reserve)
+            held = len(self.holdings) - self.holdings.settling()
+            size = min(async_room + sync_room, self.slot.capacity - held)
         if self.max_tasks is not None:
             size = min(size, self.max_tasks - self.done - running)
         return size

@@ -79,6 +79,11 @@ class Holdings:
     def __len__(self) -> int:
         return len(self._held)
 
+    def settling(self) -> int:
+        """How many held messages only wait for their ack (freed by the next flush).
+        Called with the lock held, or where a count a moment old will do."""
+        return len(self._pending)
+
     def add(self, held: Held, waiting: bool) -> None:
         with self.lock:
             self._held[held.index] = held
@@ -133,18 +138,48 @@ class Holdings:
 
     def flush(self) -> None:
         """Store pending results and acknowledge their messages, in one broker call."""
-        with self.lock:
-            if not self._pending:
-                return
-            acks, results = self._pending, self._pending_results
-            self._pending, self._pending_results = [], []
+        acks, results = self._take_pending()
+        if not acks:
+            return
         try:
             accepted = self.app.broker.ack([h.delivery for h in acks], results)
         except BrokerError as exc:
-            logger.error("broker error acknowledging %d message(s): %s", len(acks), exc)
-            accepted = [True] * len(acks)  # they come back when their leases end
-        finally:
-            self._forget(acks)
+            self._ack_failed(acks, exc)
+            return
+        self._acked(acks, accepted)
+
+    def flush_and_reserve(
+        self, queues: Sequence[str], size: int, lease_s: float, wait_s: float, consumer: str
+    ) -> list[Delivery]:
+        """``flush()``, then reserve up to ``size`` messages: one round trip for both
+        where the broker can (``Broker.ack_and_reserve``). A broker error is raised
+        after the acks are dealt with, as ``reserve`` would raise it."""
+        acks, results = self._take_pending()
+        broker = self.app.broker
+        if not acks:
+            return broker.reserve(queues, size, lease_s, wait_s, consumer)
+        try:
+            accepted, batch = broker.ack_and_reserve(
+                [h.delivery for h in acks], results, queues, size, lease_s, wait_s, consumer
+            )
+        except BrokerError as exc:
+            self._ack_failed(acks, exc)
+            raise
+        self._acked(acks, accepted)
+        return batch
+
+    def _take_pending(self) -> tuple[list[Held], list[ResultRecord]]:
+        with self.lock:
+            acks, results = self._pending, self._pending_results
+            self._pending, self._pending_results = [], []
+        return acks, results
+
+    def _ack_failed(self, acks: list[Held], exc: BrokerError) -> None:
+        logger.error("broker error acknowledging %d message(s): %s", len(acks), exc)
+        self._forget(acks)  # they come back when their leases end
+
+    def _acked(self, acks: list[Held], accepted: list[bool]) -> None:
+        self._forget(acks)
         stale = [h.delivery.id for h, ok in zip(acks, accepted, strict=True) if not ok]
         if stale:
             logger.warning(
