@@ -49,7 +49,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -105,6 +105,21 @@ def _parse_cluster_url(url: str, shown: str) -> tuple[list[ClusterNode], dict[st
     if params:
         raise ConfigurationError(f"unknown parameters {sorted(params)} in {shown!r}")
     return nodes, options
+
+
+def _per_queue(
+    deliveries: Sequence[Delivery], call: Callable[[list[Delivery]], list[bool]]
+) -> list[bool]:
+    """``call`` once per queue (one hash slot) with its deliveries; the answers in the
+    order of ``deliveries``."""
+    positions: dict[str, list[int]] = {}
+    for i, d in enumerate(deliveries):
+        positions.setdefault(d.queue, []).append(i)
+    answers = [False] * len(deliveries)
+    for indexes in positions.values():
+        for i, ok in zip(indexes, call([deliveries[i] for i in indexes]), strict=True):
+            answers[i] = ok
+    return answers
 
 
 class RedisClusterBroker(RedisBroker):
@@ -168,6 +183,14 @@ class RedisClusterBroker(RedisBroker):
             for d, ok in zip(batch, reply, strict=True)
         }
         return [accepted[d.id, d.lease] for d in deliveries]
+
+    def extend(self, deliveries: Sequence[Delivery], lease_s: float) -> list[bool]:
+        parent = super().extend
+        return _per_queue(deliveries, lambda batch: parent(batch, lease_s))
+
+    def _putback(self, mode: str, deliveries: Sequence[Delivery], delay: float) -> list[bool]:
+        parent = super()._putback
+        return _per_queue(deliveries, lambda batch: parent(mode, batch, delay))
 
     def ack_and_reserve(
         self,
