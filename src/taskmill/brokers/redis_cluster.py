@@ -172,17 +172,24 @@ class RedisClusterBroker(RedisBroker):
         self, deliveries: Sequence[Delivery], results: Sequence[ResultRecord] = ()
     ) -> list[bool]:
         self._store_first(results)
+        return self._ack_then(deliveries, [])[0]
+
+    def _ack_then(
+        self, deliveries: Sequence[Delivery], then: list[tuple[str, list[str], list[Any]]]
+    ) -> tuple[list[bool], list[Any]]:
+        """ack.lua per queue, and the script calls ``then``, in one pipeline: (accepted
+        per delivery, the replies of ``then``)."""
         by_queue: dict[str, list[Delivery]] = {}
         for d in deliveries:
             by_queue.setdefault(d.queue, []).append(d)
         calls = [("ack", *self._ack_call(batch, ())) for batch in by_queue.values()]
-        replies = self._call("ack", self._pipelined_scripts, calls) if calls else []
+        replies = self._call("ack", self._pipelined_scripts, calls + then) if calls or then else []
         accepted = {
             (d.id, d.lease): bool(ok)
-            for batch, reply in zip(by_queue.values(), replies, strict=True)
+            for batch, reply in zip(by_queue.values(), replies, strict=False)
             for d, ok in zip(batch, reply, strict=True)
         }
-        return [accepted[d.id, d.lease] for d in deliveries]
+        return [accepted[d.id, d.lease] for d in deliveries], replies[len(calls) :]
 
     def extend(self, deliveries: Sequence[Delivery], lease_s: float) -> list[bool]:
         parent = super().extend
@@ -202,9 +209,20 @@ class RedisClusterBroker(RedisBroker):
         wait_s: float,
         consumer: str = "",
     ) -> tuple[list[bool], list[Delivery]]:
-        return Broker.ack_and_reserve(
-            self, deliveries, results, queues, max_count, lease_s, wait_s, consumer
+        """Results first; then the acks and, for one queue, a first reserve in one
+        round trip (several queues: reserve goes queue by queue)."""
+        queues = list(dict.fromkeys(queues))
+        if len(queues) != 1 or max_count <= 0:
+            return Broker.ack_and_reserve(
+                self, deliveries, results, queues, max_count, lease_s, wait_s, consumer
+            )
+        self._store_first(results)
+        token = uuid.uuid4().hex
+        keys = self._queue_keys(queues[0])
+        accepted, (reply,) = self._ack_then(
+            deliveries, [("reserve", keys, [max_count, lease_s, token])]
         )
+        return accepted, self._reserve_rest(queues, keys, reply, token, max_count, lease_s, wait_s)
 
     def dead_letter(
         self, delivery: Delivery, reason: str, result: ResultRecord | None = None
