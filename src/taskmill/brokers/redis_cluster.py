@@ -125,6 +125,11 @@ def _per_queue(
 class RedisClusterBroker(RedisBroker):
     """The contract on a Redis Cluster (7 recommended): same scripts, one slot per call."""
 
+    def __init__(self, url: str) -> None:
+        #: per thread: its wake-up list for reserves over several queues
+        self._wakers = threading.local()
+        super().__init__(url)
+
     def _connect(self, url: str) -> Any:
         nodes, options = _parse_cluster_url(url, self.url)
         self.prefix = options.pop("prefix")
@@ -134,7 +139,6 @@ class RedisClusterBroker(RedisBroker):
                 f"bad key prefix {self.prefix!r}: must be non-empty, without braces"
             )
         self._block_max = options["socket_timeout"] / 2
-        self._wakers = threading.local()
         try:
             return self._call(
                 "connect",
