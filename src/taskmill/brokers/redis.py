@@ -116,6 +116,9 @@ def _parse_url(url: str) -> tuple[str, str, float]:
 class RedisBroker(Broker):
     """The contract on Redis 6.2+ (7 recommended)."""
 
+    #: the queue keys enqueue.lua gets: on one server no reserver registers in waiters
+    _enqueue_kinds: tuple[str, ...] = ("ready", "delayed", "msg", "meta", "notify", "seq")
+
     def __init__(self, url: str) -> None:
         from . import redact_url
 
@@ -257,9 +260,7 @@ class RedisBroker(Broker):
         self._call("ring", self._pipelined, ring)
 
     def _enqueue_call(self, queue: str, batch: Sequence[Outgoing]) -> tuple[list[str], list[Any]]:
-        keys = self._queue_keys(
-            queue, ("ready", "delayed", "msg", "meta", "notify", "seq", "waiters")
-        )
+        keys = self._queue_keys(queue, self._enqueue_kinds)
         args: list[Any] = [len(batch)]
         for m in batch:
             args += [m.id, m.priority, m.delay, m.body]

@@ -125,6 +125,8 @@ def _per_queue(
 class RedisClusterBroker(RedisBroker):
     """The contract on a Redis Cluster (7 recommended): same scripts, one slot per call."""
 
+    _enqueue_kinds = (*RedisBroker._enqueue_kinds, "waiters")
+
     def __init__(self, url: str) -> None:
         #: per thread: its wake-up list for reserves over several queues
         self._wakers = threading.local()
