@@ -6,6 +6,10 @@ with psutil *before* it is stopped (once it is gone they are orphans nobody can 
 and killed by pid afterwards if they are still alive, so no test leaves a worker child
 behind. psutil checks a process's start time before signalling it, so a pid the kernel
 has reused since is never hit.
+
+``redis_cluster``: a real three-master Redis Cluster (:mod:`redis_cluster`), started once
+per session on first use and stopped by pid at its end; tests share it, each under a key
+prefix of its own.
 """
 
 from __future__ import annotations
@@ -13,9 +17,13 @@ from __future__ import annotations
 import signal
 import subprocess
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import psutil
 import pytest
+
+if TYPE_CHECKING:
+    from redis_cluster import PrivateCluster
 
 
 class Reaper:
@@ -92,3 +100,11 @@ def reaper() -> Iterator[Reaper]:
         yield found
     finally:
         found.stop_all()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateCluster]:
+    from redis_cluster import PrivateCluster
+
+    with PrivateCluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster

@@ -116,6 +116,25 @@ def test_release_puts_a_message_back_at_once_without_counting_the_delivery(
     assert broker.release([first]) == [False]
 
 
+def test_a_batch_from_several_queues_is_extended_released_and_acked_per_delivery(
+    broker: Broker,
+) -> None:
+    queues = [f"q{i}" for i in range(6)]
+    broker.enqueue([Outgoing(f"m{i}", q, b"") for i, q in enumerate(queues)])
+    batch = broker.reserve(queues, 6, lease_s=SHORT, wait_s=0)
+    assert sorted(d.id for d in batch) == [f"m{i}" for i in range(6)]
+    stale, current = reclaimed(broker)  # a stale delivery in the middle of the batch
+    mixed = [*batch[:3], stale, *batch[3:]]
+
+    assert broker.extend(mixed, 30) == [True, True, True, False, True, True, True]
+    time.sleep(SHORT + 0.1)
+    assert broker.reserve(queues, 6, lease_s=30, wait_s=0) == []
+    assert broker.release(mixed[:2]) == [True, True]
+    assert broker.ack([*mixed[2:], current]) == [True, False, True, True, True, True]
+    again = broker.reserve(queues, 6, lease_s=30, wait_s=0)
+    assert sorted(d.id for d in again) == sorted(d.id for d in batch[:2])
+
+
 def test_release_keeps_the_message_ahead_of_later_ones(broker: Broker) -> None:
     broker.enqueue([Outgoing("a", "q", b""), Outgoing("b", "q", b"")])
     first = take(broker)

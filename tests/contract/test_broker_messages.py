@@ -6,6 +6,8 @@ import threading
 import time
 from collections.abc import Callable
 
+import pytest
+
 from taskmill.brokers.base import Broker, Outgoing
 
 
@@ -54,6 +56,7 @@ def test_reserve_takes_only_from_the_given_queues(broker: Broker) -> None:
     assert sorted(ids(broker, ["one", "three"])) == ["a", "c"]
 
 
+@pytest.mark.brokers("sqlite", "redis")  # on a cluster: queue order first, see test_cluster.py
 def test_reserve_across_queues_orders_by_priority_then_enqueue_order(broker: Broker) -> None:
     broker.enqueue([msg("a", "one"), msg("b", "two", priority=1)])
     broker.enqueue([msg("c", "one", priority=1), msg("d", "two")])

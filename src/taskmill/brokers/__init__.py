@@ -1,7 +1,8 @@
 """Brokers: where messages wait and results are kept. ``open_broker`` picks one by URL.
 
-``sqlite:///path.db`` (the embedded default, no server) and ``redis://`` / ``rediss://`` /
-``unix://`` (many machines). Every broker implements the contract in :mod:`.base`.
+``sqlite:///path.db`` (the embedded default, no server), ``redis://`` / ``rediss://`` /
+``unix://`` (many machines) and ``redis+cluster://`` / ``rediss+cluster://`` (Redis
+Cluster). Every broker implements the contract in :mod:`.base`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from .base import Broker
 
 __all__ = ["open_broker", "redact_url"]
 
-SCHEMES = ("sqlite", "redis", "rediss", "unix")
+SCHEMES = ("sqlite", "redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
 
 
 def open_broker(url: str) -> Broker:
@@ -23,15 +24,16 @@ def open_broker(url: str) -> Broker:
         from .sqlite import SQLiteBroker
 
         return SQLiteBroker(url)
-    if scheme in ("redis", "rediss", "unix"):
+    if scheme in SCHEMES[1:]:
         try:
             from .redis import RedisBroker
+            from .redis_cluster import RedisClusterBroker
         except ImportError as exc:
             raise ConfigurationError(
                 f"broker URL {redact_url(url)!r} needs the Redis extra: "
                 "pip install 'taskmill[redis]'"
             ) from exc
-        return RedisBroker(url)
+        return RedisClusterBroker(url) if scheme.endswith("+cluster") else RedisBroker(url)
     raise ConfigurationError(
         f"unsupported broker URL {redact_url(url)!r}: expected one of "
         + ", ".join(f"{s}://" for s in SCHEMES)

@@ -2,17 +2,24 @@
 
 ::
 
-    client ──enqueue.lua──▶ ┌──────────── Redis ────────────┐ ◀──reserve.lua / ack.lua── worker
-           ◀──BLPOP w:<id>─ │ per queue {q}: ready delayed  │ ◀──extend / putback ─────── worker
-                            │  leased msg meta notify dead  │
-                            │ results r:<id>, waiters w:<id> │
-                            └────────────────────────────────┘
+    client ──enqueue.lua──▶ ┌──────────── Redis ─────────────┐ ◀──reserve.lua / ack.lua── worker
+           ◀─BLPOP w:{id}── │ per queue {q}: ready delayed    │ ◀──extend / putback ─────── worker
+                            │  leased msg meta notify waiters │
+                            │  dead; results r:{id} w:{id}    │
+                            └─────────────────────────────────┘
 
 Every multi-step operation is one Lua script in ``redis_lua/`` (its header documents the
-keys it touches) called by one method here, so each is atomic on the server. Queue keys
-carry the queue as a hash tag (``prefix:{queue}:ready``): the hot-path scripts (enqueue,
-reserve, ack, extend, putback, dead_letter) touch only declared keys. Times — ETAs and
-leases — are read from the server's clock (``TIME``) inside the scripts, never a worker's.
+keys it touches) called by one method here, so each is atomic on the server. Every key
+carries a hash tag: the queue for queue keys (``prefix:{queue}:ready``), the id for result
+keys (``prefix:r:{id}``), ``{workers}`` for the worker registry. Scripts touch only the
+keys they are given, so the same scripts run on Redis Cluster, where the client calls
+them once per hash slot (:mod:`.redis_cluster`). Times — ETAs and leases — are read from
+the server's clock (``TIME``) inside the scripts, never a worker's.
+
+On one server, ``ack`` stores the results and removes the messages in one script call:
+one round trip, atomic. The control paths (``stats``, ``revoke``, the states of
+``fetch_results``) read the set of queues (``prefix:queues``), then call their script
+once per queue, pipelined.
 
 Blocking without polling. An idle ``reserve`` blocks in ``BLPOP`` on the queues'
 ``notify`` lists, which enqueue fills with one wake-up token; a reserver that leaves
@@ -30,7 +37,8 @@ wait is never mistaken for a dead server.
 
 URL: ``redis://[user:password@]host:port/db``, ``rediss://`` (TLS) or
 ``unix:///path.sock?db=0``, with ``prefix=`` (default ``taskmill``) naming the key
-prefix, so a Redis ACL user limited to ``~prefix:*`` suffices.
+prefix, so a Redis ACL user limited to ``~prefix:*`` suffices. Redis Cluster:
+``redis+cluster://host:port[,host:port...]``, see :mod:`.redis_cluster`.
 """
 
 from __future__ import annotations
@@ -64,8 +72,24 @@ __all__ = ["RedisBroker"]
 
 MAX_PRIORITY = 255  # priorities are -255..255: they and a 40-bit seq fit a score
 WAITER_TTL_MS = 60_000
-QUEUE_KEYS = ("ready", "delayed", "leased", "msg", "meta", "notify")
-RETRYABLE = (redis.ConnectionError, redis.TimeoutError)
+QUEUE_KEYS = ("ready", "delayed", "leased", "msg", "meta", "notify", "waiters")
+SCRIPTS = (
+    "enqueue",
+    "reserve",
+    "ack",
+    "extend",
+    "putback",
+    "dead_letter",
+    "status",
+    "stats",
+    "revoke",
+)
+RETRYABLE = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+)
 #: credentials the server refused: no reconnecting will fix them (both are ConnectionErrors)
 REFUSED = (redis.AuthenticationError, redis.exceptions.AuthorizationError)
 DEFAULT_SOCKET_TIMEOUT = 30.0
@@ -92,13 +116,29 @@ def _parse_url(url: str) -> tuple[str, str, float]:
 class RedisBroker(Broker):
     """The contract on Redis 6.2+ (7 recommended)."""
 
+    #: the queue keys enqueue.lua gets: on one server no reserver registers in waiters
+    _enqueue_kinds: tuple[str, ...] = ("ready", "delayed", "msg", "meta", "notify", "seq")
+
     def __init__(self, url: str) -> None:
         from . import redact_url
 
         self.url = redact_url(url)
+        #: how long one blocking command (BLPOP) may wait: half the socket timeout, so
+        #: that its reply comes before the read times out — a long wait must not look
+        #: like a dead server, whatever socket_timeout the URL sets
+        self._block_max = DEFAULT_SOCKET_TIMEOUT / 2
+        self._redis: Any = self._connect(url)
+        self._scripts = {
+            name: self._redis.register_script(_script_source(name)) for name in SCRIPTS
+        }
+        self._known_queues: set[str] = set()
+        self._lock = threading.Lock()
+
+    def _connect(self, url: str) -> Any:
+        """The redis-py client; sets prefix, reconnect_s and _block_max from the URL."""
         redis_url, self.prefix, self.reconnect_s = _parse_url(url)
         try:
-            self._redis: Any = redis.Redis.from_url(
+            client = redis.Redis.from_url(
                 redis_url,
                 socket_timeout=DEFAULT_SOCKET_TIMEOUT,
                 socket_connect_timeout=5,
@@ -108,27 +148,9 @@ class RedisBroker(Broker):
             )
         except ValueError as exc:
             raise ConfigurationError(f"bad Redis URL {self.url!r}: {exc}") from None
-        self._scripts = {
-            name: self._redis.register_script(_script_source(name))
-            for name in (
-                "enqueue",
-                "reserve",
-                "ack",
-                "extend",
-                "putback",
-                "dead_letter",
-                "status",
-                "revoke",
-                "stats",
-            )
-        }
-        self._known_queues: set[str] = set()
-        self._lock = threading.Lock()
-        # A blocking command (BLPOP) waits at most half the socket timeout, so that its
-        # reply comes before the read times out: a long wait must not look like a dead
-        # server, whatever socket_timeout the URL sets.
-        timeout = self._redis.connection_pool.connection_kwargs.get("socket_timeout")
+        timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
         self._block_max = float(timeout or DEFAULT_SOCKET_TIMEOUT) / 2
+        return client
 
     def __repr__(self) -> str:
         return f"<RedisBroker {self.url} prefix={self.prefix!r}>"
@@ -144,14 +166,25 @@ class RedisBroker(Broker):
         return [self._qkey(queue, k) for k in kinds]
 
     def _result_key(self, id: str) -> str:
-        return f"{self.prefix}:r:{id}"
+        return f"{self.prefix}:r:{{{id}}}"
 
     def _waiter_key(self, id: str) -> str:
-        return f"{self.prefix}:w:{id}"
+        return f"{self.prefix}:w:{{{id}}}"
+
+    def _waiter_id(self, key: bytes) -> str:
+        """The id of a waiter key: ``prefix:w:{<id>}``."""
+        return key.decode()[len(self.prefix) + 4 : -1]
 
     @property
     def _queues_key(self) -> str:
         return f"{self.prefix}:queues"
+
+    def _worker_key(self, worker_id: str) -> str:
+        return f"{self.prefix}:{{workers}}:worker:{worker_id}"
+
+    @property
+    def _workers_key(self) -> str:
+        return f"{self.prefix}:{{workers}}:registry"
 
     # -- resilience -------------------------------------------------------------------
 
@@ -197,25 +230,37 @@ class RedisBroker(Broker):
             ((queue, batch),) = by_queue.items()
             replies = [self._script("enqueue", *self._enqueue_call(queue, batch))]
         else:
-
-            def send() -> list[Any]:
-                pipe = self._redis.pipeline(transaction=True)  # all queues or none
-                for queue, batch in by_queue.items():
-                    self._scripts["enqueue"](*self._enqueue_call(queue, batch), client=pipe)
-                return list(pipe.execute())
-
-            replies = self._call("enqueue", send)
+            replies = self._call("enqueue", self._enqueue_many, by_queue)
         # A queue we registered whose counter is new again: the server lost its data
         # (restarted without persistence, flushed). Register it again, or stats, status
         # and revoke, which find queues through P:queues, would not see its messages.
-        lost = [
-            q for q, (_, fresh) in zip(by_queue, replies, strict=True) if fresh and q not in new
-        ]
+        lost = [q for q, reply in zip(by_queue, replies, strict=True) if reply[1] and q not in new]
         if lost:
             self._call("enqueue", self._redis.sadd, self._queues_key, *lost)
+        self._ring([w for reply in replies for w in reply[2:]])
+
+    def _enqueue_many(self, by_queue: dict[str, list[Outgoing]]) -> list[Any]:
+        """The enqueue script per queue, in one transaction: all queues or none."""
+        pipe = self._redis.pipeline(transaction=True)
+        for queue, batch in by_queue.items():
+            self._scripts["enqueue"](*self._enqueue_call(queue, batch), client=pipe)
+        return list(pipe.execute())
+
+    def _ring(self, waiters: Sequence[bytes]) -> None:
+        """Push a wake-up token onto each wake-up list an enqueue or put-back returned
+        (only reservers blocked on several queues of a cluster register one)."""
+        if not waiters:
+            return
+
+        def ring(pipe: Any) -> None:
+            for waiter in dict.fromkeys(waiters):
+                pipe.lpush(waiter, 1)
+                pipe.pexpire(waiter, WAITER_TTL_MS)
+
+        self._call("ring", self._pipelined, ring)
 
     def _enqueue_call(self, queue: str, batch: Sequence[Outgoing]) -> tuple[list[str], list[Any]]:
-        keys = self._queue_keys(queue, ("ready", "delayed", "msg", "meta", "notify", "seq"))
+        keys = self._queue_keys(queue, self._enqueue_kinds)
         args: list[Any] = [len(batch)]
         for m in batch:
             args += [m.id, m.priority, m.delay, m.body]
@@ -266,7 +311,9 @@ class RedisBroker(Broker):
         restarted) did nothing there, so it is loaded and run again by itself."""
         pipe = self._redis.pipeline(transaction=False)
         for name, keys, args in calls:
-            pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
+            # execute_command: a cluster pipeline refuses evalsha() by name, yet routes
+            # EVALSHA by its keys like any other command
+            pipe.execute_command("EVALSHA", self._scripts[name].sha, len(keys), *keys, *args)
         replies = list(pipe.execute(raise_on_error=False))
         for i, (reply, (name, keys, args)) in enumerate(zip(replies, calls, strict=True)):
             if isinstance(reply, redis.exceptions.NoScriptError):
@@ -308,7 +355,7 @@ class RedisBroker(Broker):
         script = self._scripts["reserve"]
         pipe = self._redis.pipeline(transaction=False)
         pipe.blpop(notify, timeout=block)
-        pipe.evalsha(script.sha, len(keys), *keys, *args)
+        pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
         try:
             return pipe.execute()[1]
         except redis.exceptions.NoScriptError:
@@ -361,12 +408,14 @@ class RedisBroker(Broker):
         if not deliveries:
             return []
         keys: list[str] = []
-        groups = self._groups(deliveries, ("ready", "delayed", "leased", "meta", "notify"), keys)
+        kinds = ("ready", "delayed", "leased", "meta", "notify", "waiters")
+        groups = self._groups(deliveries, kinds, keys)
         args: list[Any] = [mode, delay]
         for d in deliveries:
             args += [groups[d.queue], d.id, d.lease]
         reply = self._script("putback", keys, args)
-        return [bool(x) for x in reply]
+        self._ring(reply[len(deliveries) :])
+        return [bool(x) for x in reply[: len(deliveries)]]
 
     def release(self, deliveries: Sequence[Delivery]) -> list[bool]:
         return self._putback("release", deliveries, 0.0)
@@ -391,7 +440,7 @@ class RedisBroker(Broker):
         return bool(self._script("dead_letter", keys, args))
 
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
-        queues = [queue] if queue else sorted(self._all_queues())
+        queues = [queue] if queue else self._all_queues()
         found: list[DeadLetter] = []
         for q in queues:
             dead, bodies, infos = self._queue_keys(q, ("dead", "deadmsg", "deadinfo"))
@@ -419,8 +468,19 @@ class RedisBroker(Broker):
         found.sort(key=lambda d: d.dead_at, reverse=True)
         return found[:limit]
 
-    def _all_queues(self) -> set[str]:
-        return {q.decode() for q in self._call("queues", self._redis.smembers, self._queues_key)}
+    def _all_queues(self) -> list[str]:
+        members = self._call("queues", self._redis.smembers, self._queues_key)
+        return sorted(q.decode() for q in members)
+
+    def _per_queue(
+        self, name: str, kinds: Sequence[str], args: Sequence[Any]
+    ) -> list[tuple[str, Any]]:
+        """A control script once per known queue (each queue is one hash slot), in one
+        pipeline: (queue, reply) pairs."""
+        queues = self._all_queues()
+        calls = [(name, self._queue_keys(q, kinds), list(args)) for q in queues]
+        replies = self._call(name, self._pipelined_scripts, calls) if calls else []
+        return list(zip(queues, replies, strict=True))
 
     # -- results ----------------------------------------------------------------------
 
@@ -460,17 +520,20 @@ class RedisBroker(Broker):
         ids = list(ids)
         if not ids:
             return {}
-        values = self._call("fetch_results", self._redis.mget, [self._result_key(i) for i in ids])
+        values = self._get_many([self._result_key(i) for i in ids])
         found = {i: _parse_result(v) for i, v in zip(ids, values, strict=True) if v is not None}
         if final_only:
             return {i: r for i, r in found.items() if r.state in FINAL_STATES}
         missing = [i for i in ids if i not in found]
         if missing:
-            states = self._script("status", [self._queues_key], [self.prefix, *missing])
-            for id, state in zip(missing, states, strict=True):
-                if state:
-                    found[id] = StoredResult(state.decode())
+            for _, states in self._per_queue("status", ("meta", "leased"), missing):
+                for id, state in zip(missing, states, strict=True):
+                    if state and id not in found:
+                        found[id] = StoredResult(state.decode())
         return found
+
+    def _get_many(self, keys: list[str]) -> list[bytes | None]:
+        return list(self._call("fetch_results", self._redis.mget, keys))
 
     def wait_results(self, ids: Collection[str], timeout: float | None) -> dict[str, StoredResult]:
         """One BLPOP on the ids' waiter lists returns a result the moment it is stored."""
@@ -485,7 +548,7 @@ class RedisBroker(Broker):
                 popped = self._call("wait_results", self._redis.blpop, waiters, timeout=chunk)
                 if popped is not None:
                     key, value = popped
-                    return {key.decode()[len(self.prefix) + 3 :]: _parse_result(value)}
+                    return {self._waiter_id(key): _parse_result(value)}
             # Nothing pushed: the result may be older than its waiter list, or another
             # client popped it. The stored result settles it.
             final = self.fetch_results(ids, final_only=True)
@@ -499,17 +562,21 @@ class RedisBroker(Broker):
             self._call("forget", self._redis.delete, *keys)
 
     def revoke(self, id: str, result: ResultRecord) -> bool:
-        keys = [self._queues_key, self._result_key(id), self._waiter_key(id)]
-        args = [self.prefix, id, _result_value(result), max(1, int(result.ttl * 1000))]
-        return bool(self._script("revoke", keys, args))
+        """The REVOKED result first, then the message out of whichever queue holds it,
+        unless leased: a worker that takes it in between runs it, and its result loses
+        to REVOKED (the first final result wins)."""
+        if not self.store_results([result])[0]:
+            return False
+        self._per_queue("revoke", ("ready", "delayed", "leased", "msg", "meta"), [id])
+        return True
 
     # -- control ----------------------------------------------------------------------
 
     def register_worker(self, worker_id: str, info: bytes, ttl: float) -> None:
         def send() -> None:
             pipe = self._redis.pipeline(transaction=True)
-            pipe.set(f"{self.prefix}:worker:{worker_id}", info, px=int(ttl * 1000))
-            pipe.zadd(f"{self.prefix}:workers", {worker_id: time.time() + ttl})
+            pipe.set(self._worker_key(worker_id), info, px=int(ttl * 1000))
+            pipe.zadd(self._workers_key, {worker_id: time.time() + ttl})
             pipe.execute()
 
         self._call("register_worker", send)
@@ -517,29 +584,29 @@ class RedisBroker(Broker):
     def unregister_worker(self, worker_id: str) -> None:
         def send() -> None:
             pipe = self._redis.pipeline(transaction=True)
-            pipe.delete(f"{self.prefix}:worker:{worker_id}")
-            pipe.zrem(f"{self.prefix}:workers", worker_id)
+            pipe.delete(self._worker_key(worker_id))
+            pipe.zrem(self._workers_key, worker_id)
             pipe.execute()
 
         self._call("unregister_worker", send)
 
     def workers(self) -> list[bytes]:
-        key = f"{self.prefix}:workers"
+        key = self._workers_key
         ids = self._call("workers", self._redis.zrange, key, 0, -1)
         if not ids:
             return []
-        info_keys = [f"{self.prefix}:worker:{i.decode()}" for i in ids]
-        infos = self._call("workers", self._redis.mget, info_keys)
+        infos = self._get_many([self._worker_key(i.decode()) for i in ids])
         gone = [i for i, info in zip(ids, infos, strict=True) if info is None]
         if gone:
             self._call("workers", self._redis.zrem, key, *gone)
         return [info for info in infos if info is not None]
 
     def stats(self) -> dict[str, QueueStats]:
-        reply = self._script("stats", [self._queues_key], [self.prefix])
+        kinds = ("ready", "delayed", "leased", "dead")
         return {
-            reply[i].decode(): QueueStats(*(int(x) for x in reply[i + 1 : i + 5]))
-            for i in range(0, len(reply), 5)
+            q: QueueStats(*(int(x) for x in counts))
+            for q, counts in self._per_queue("stats", kinds, [])
+            if any(int(x) for x in counts)
         }
 
     def now(self) -> float:

@@ -1,10 +1,12 @@
 -- ack: store results (the first final result of an id wins), then remove the acknowledged
 -- messages whose lease token is still current. One atomic step: a message is never gone
--- without its result.
+-- without its result. On Redis Cluster, where a script may touch one hash slot only, the
+-- client calls it once per slot: the results of one id (nq = 0) first, then one queue's
+-- deliveries (nr = 0).
 --
 -- KEYS: nr result pairs, then nq queue groups:
---   P:r:<id>     STRING  state "\n" body, expiring with the result's TTL
---   P:w:<id>     LIST    the same value, for a client blocked in BLPOP (expires in 60 s)
+--   P:r:{<id>}   STRING  state "\n" body, expiring with the result's TTL
+--   P:w:{<id>}   LIST    the same value, for a client blocked in BLPOP (expires in 60 s)
 --   {q}:ready, {q}:delayed, {q}:leased  ZSET   (the message is removed from all three)
 --   {q}:msg, {q}:meta                   HASH
 -- ARGV: nr, nq, then nr times: value, ttl ms; then per delivery: queue index (1-based), id, token

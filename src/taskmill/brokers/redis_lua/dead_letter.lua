@@ -1,12 +1,14 @@
 -- dead_letter: move a leased message to the dead-letter store with its reason, and store
--- its result (the first final result wins), when its lease token is still current.
+-- its result (the first final result wins), when its lease token is still current. On
+-- Redis Cluster the client stores the result first, with ack.lua, and leaves KEYS[9..10]
+-- and the result out here.
 --
 -- KEYS[1..5] {q}:ready, {q}:delayed, {q}:leased ZSET; {q}:msg, {q}:meta HASH
 -- KEYS[6]    {q}:dead      ZSET  id -> dead-at time
 -- KEYS[7]    {q}:deadmsg   HASH  id -> body
 -- KEYS[8]    {q}:deadinfo  HASH  id -> "dead_at|deliveries|attempt|reason"
--- KEYS[9]    P:r:<id>      STRING  the result
--- KEYS[10]   P:w:<id>      LIST    the result, for a blocked waiter
+-- KEYS[9]    P:r:{<id>}    STRING  the result (only with a result)
+-- KEYS[10]   P:w:{<id>}    LIST    the result, for a blocked waiter (only with a result)
 -- ARGV: id, token, reason, and optionally the result value and its TTL in ms
 -- Returns 1 when moved, 0 for a stale lease.
 local id, token, reason = ARGV[1], ARGV[2], ARGV[3]

@@ -6,9 +6,13 @@
 -- KEYS[4] {q}:meta     HASH  id -> "score|deliveries|attempt|lease"
 -- KEYS[5] {q}:notify   LIST  wake-up token for blocked reservers (at most one)
 -- KEYS[6] {q}:seq      STRING insertion counter (FIFO within a priority)
+-- KEYS[7] {q}:waiters  SET   wake-up lists of reservers blocked on several queues of a
+--                            Redis Cluster (see reserve.lua); emptied when rung. Given
+--                            on a cluster only: on one server nobody registers there.
 -- ARGV: n, then n times: id, priority (-255..255), delay seconds, body
--- Returns {messages stored, 1 if the queue's seq counter started afresh, else 0}: a new
--- queue, or a server that lost its data, whose P:queues entry the client restores.
+-- Returns {messages stored, 1 if the queue's seq counter started afresh, else 0, then the
+-- wake-up lists the client must ring}. A fresh counter means a new queue, or a server that
+-- lost its data, whose P:queues entry the client restores.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 local n = tonumber(ARGV[1])
@@ -31,7 +35,12 @@ for i = 0, n - 1 do
     stored = stored + 1
   end
 end
-if ready > 0 and redis.call('LLEN', KEYS[5]) == 0 then
-  redis.call('LPUSH', KEYS[5], 1)
+local out = {stored, fresh}
+if ready > 0 then
+  if redis.call('LLEN', KEYS[5]) == 0 then redis.call('LPUSH', KEYS[5], 1) end
+  if KEYS[7] then
+    for _, w in ipairs(redis.call('SMEMBERS', KEYS[7])) do out[#out + 1] = w end
+    if #out > 2 then redis.call('DEL', KEYS[7]) end
+  end
 end
-return {stored, fresh}
+return out

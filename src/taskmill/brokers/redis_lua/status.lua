@@ -1,34 +1,27 @@
--- status: the state of messages still in the broker, for ids without a stored result.
--- Control path, not hot path: it looks the ids up in every known queue, building the
--- queue keys from the prefix (standalone Redis; on a cluster, one call per queue).
+-- status: the state of messages of one queue, for ids without a stored result. Control
+-- path: the client calls it once per known queue (each queue is one hash slot).
 --
--- KEYS[1]  P:queues      SET   names of the queues ever used
--- reads    {q}:meta      HASH  id -> "score|deliveries|attempt|lease"
---          {q}:leased    ZSET  id -> lease expiry
--- ARGV: prefix, then ids
+-- KEYS[1]  {q}:meta    HASH  id -> "score|deliveries|attempt|lease"
+-- KEYS[2]  {q}:leased  ZSET  id -> lease expiry
+-- ARGV: ids
 -- Returns one state per id: STARTED (leased now), RETRY (waiting for its next attempt),
--- PENDING, or '' (not in any queue).
+-- PENDING, or '' (not in this queue).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local prefix = ARGV[1]
-local queues = redis.call('SMEMBERS', KEYS[1])
 local out = {}
-for i = 2, #ARGV do
+for i = 1, #ARGV do
   local id = ARGV[i]
   local state = ''
-  for _, q in ipairs(queues) do
-    local m = redis.call('HGET', prefix .. ':{' .. q .. '}:meta', id)
-    if m then
-      local _, _, attempt = string.match(m, '^([^|]*)|([^|]*)|([^|]*)|')
-      local expiry = redis.call('ZSCORE', prefix .. ':{' .. q .. '}:leased', id)
-      if expiry and tonumber(expiry) > now then
-        state = 'STARTED'
-      elseif tonumber(attempt) > 0 then
-        state = 'RETRY'
-      else
-        state = 'PENDING'
-      end
-      break
+  local m = redis.call('HGET', KEYS[1], id)
+  if m then
+    local _, _, attempt = string.match(m, '^([^|]*)|([^|]*)|([^|]*)|')
+    local expiry = redis.call('ZSCORE', KEYS[2], id)
+    if expiry and tonumber(expiry) > now then
+      state = 'STARTED'
+    elseif tonumber(attempt) > 0 then
+      state = 'RETRY'
+    else
+      state = 'PENDING'
     end
   end
   out[#out + 1] = state
