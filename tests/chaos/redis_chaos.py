@@ -7,8 +7,9 @@ module whose every execution is visible, and a client that sends a steady stream
       expected[id] = x*x  ▲        (AOF, free port)  ◀── worker "B"
                           └── only ids whose delay() returned: those are acknowledged
 
-Every execution of ``work`` appends ``x`` to the execution log (what :func:`ledger.tally`
-counts) and to ``<log>.<worker name>``, so a test also sees who ran what, and when.
+Every execution of ``work`` (and of ``work_by``, which also returns who ran it) appends
+``x`` to the execution log (what :func:`ledger.tally` counts) and to ``<log>.<worker
+name>``, so a test also sees who ran what, and when.
 
 The fixtures are the ones of ``tests/redis/conftest.py`` (private servers, network
 namespaces, workers that run in them), loaded from that file so both suites share one
@@ -63,6 +64,12 @@ def work(log, x, seconds):
     if seconds:
         time.sleep(seconds)
     return x * x
+
+
+@app.task
+def work_by(log, x, seconds):
+    work(log, x, seconds)
+    return [x * x, os.environ.get("WORKER_NAME", "")]
 """
 
 
@@ -87,6 +94,7 @@ class Stream:
     def __init__(self, task: Any, log: str, rate: float, seconds: float) -> None:
         self.task, self.log, self.rate, self.seconds = task, log, rate, seconds
         self.expected: dict[str, int] = {}
+        self.sent: dict[str, int] = {}  # id → x
         self.tags: dict[str, str] = {}
         self.refused = 0
         self._stop = threading.Event()
@@ -114,6 +122,7 @@ class Stream:
                 self.refused += 1
             else:
                 self.expected[result.id] = x * x
+                self.sent[result.id] = x
                 self.tags[result.id] = str(x)
             x += 1
             self._stop.wait(max(0.0, started + x / self.rate - time.monotonic()))

@@ -10,6 +10,9 @@
 
 Results are stored and messages acknowledged together (``Broker.ack``), after the task
 ran: a child killed halfway leaves its messages leased, and its supervisor puts them back.
+Results that could not be acknowledged (the broker was unreachable) are kept and sent
+first once it answers again: if the lease ran out and another worker took the message
+meanwhile, the broker refuses the stale ack and the first result stored stands.
 The batch size adapts to task duration: fast tasks move in batches of up to
 ``MAX_BATCH`` per round trip, slow ones one at a time, so no child hoards work another
 child could be running.
@@ -113,8 +116,9 @@ class Child:
         pause = BROKER_RETRY_MIN
         while not self.stopping.is_set():
             if self.max_tasks is not None and self.done >= self.max_tasks:
-                return
+                break
             try:
+                self.flush()  # results kept from before a broker error go first
                 batch = broker.reserve(
                     self.queues, self._batch_size(), lease_s, RESERVE_WAIT, self.consumer
                 )
@@ -127,11 +131,14 @@ class Child:
                 self._drop_batch()
                 self.stopping.wait(pause)
                 pause = min(pause * 2, BROKER_RETRY_MAX)
+        _guard("acknowledge finished tasks", self.flush)
 
     def _drop_batch(self) -> None:
+        """Forget the messages not started; keep the results of finished ones, to
+        acknowledge once the broker answers (a task that ran is not run again for want
+        of its ack, unless its lease ran out meanwhile and another worker took it)."""
         with self._lock:
             self._batch, self._next = [], 0
-        self._pending_acks, self._pending_results = [], []
         self.slot.clear()
 
     def _batch_size(self) -> int:
@@ -225,8 +232,8 @@ class Child:
         if not self._pending_acks:
             return
         acks, results = self._pending_acks, self._pending_results
+        accepted = self.app.broker.ack(acks, results)  # on BrokerError they stay pending
         self._pending_acks, self._pending_results = [], []
-        accepted = self.app.broker.ack(acks, results)
         stale = [d.id for d, ok in zip(acks, accepted, strict=True) if not ok]
         if stale:
             logger.warning(
