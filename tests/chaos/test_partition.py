@@ -28,6 +28,9 @@ import redis_chaos
 from ledger import tally
 from redis_chaos import CHAOS_TASKS, Stream, first_run_after, runs_by, wait_all_final
 
+from taskmill import BrokerError
+from taskmill.brokers import open_broker
+
 workspace = redis_chaos.workspace
 start_redis = redis_chaos.start_redis
 prefix = redis_chaos.prefix
@@ -127,3 +130,90 @@ def test_a_worker_cut_off_past_its_lease_loses_nothing_and_its_late_acks_are_rej
     assert taken_over  # B ran A's task once its lease ran out...
     assert t.duplicates == len(taken_over)  # ...and nothing else ran twice
     assert STALE in a_log
+
+
+#: SIGTERM → exit while cut off: seen within one broker call, the grace period, then
+#: each of the supervisor's bounded calls (settling 2 children, the registry) giving up
+STOP_WITHIN_S = 3.0 + 10.0
+
+
+@pytest.mark.timeout(90)
+def test_a_worker_cut_off_from_redis_still_stops_within_its_grace_period(
+    workspace, namespaces, start_redis, prefix, figures
+):
+    """Its supervisor must not hang on a dead socket: it notices the signal, drains,
+    kills the children after the grace period and leaves; another worker then runs what
+    the stopped one held, once its 5 s lease ran out."""
+    host_a = namespaces()
+    server = start_redis(bind=["127.0.0.1", host_a.host_ip])
+    workspace.use_broker(server.url_for(prefix=prefix))
+    workspace.write_redis_tasks(settings="lease_s=5")
+    workspace.write("tasks.py", (workspace.path / "tasks.py").read_text() + CHAOS_TASKS)
+    tasks = workspace.import_tasks()
+    log = workspace.file("executions.log")
+    a = workspace.start_named_worker(
+        "A", namespace=host_a, broker=server.url_for(host_a.host_ip, prefix=prefix), concurrency=2
+    )
+    workspace.start_named_worker("B", concurrency=2)
+    with Stream(tasks.work_by, log, RATE, TASK_S) as stream:
+        time.sleep(1.5)
+        seen = len(runs_by(log, "A"))
+        workspace.wait_until(lambda: len(runs_by(log, "A")) > seen, 10, "A to start a task")
+        host_a.cut()
+        cut_at = time.time()
+        time.sleep(3.0)
+        a.signal()
+        stop_at = time.monotonic()
+        a.wait(60)
+        stopped = time.monotonic() - stop_at
+        time.sleep(1.0)
+    host_a.restore()
+    sent = dict(stream.sent)
+    wait_all_final(tasks.app, list(sent), 60, workspace.wait_until)
+
+    in_flight = {int(e.tag) for e in runs_by(log, "A") if cut_at - TASK_S - 0.3 < e.at < cut_at}
+    expected = {id: [x * x, "B" if _ran(log, "B", x) else "A"] for id, x in sent.items()}
+    t = tally(tasks.app, expected, log, {id: str(x) for id, x in sent.items()})
+    figures.record(
+        "worker cut off, then stopped (SIGTERM)",
+        load=f"{t.sent} tasks of {TASK_S:g} s at {RATE:g}/s; A and B x 2 children; lease 5 s",
+        faults=f"A's link down, SIGTERM 3 s later ({len(in_flight)} in flight on A)",
+        tally=t,
+        recovery=f"A exited {stopped:.1f} s after SIGTERM (grace 3 s)",
+    )
+    assert stopped <= STOP_WITHIN_S, f"the cut-off worker took {stopped:.1f}s to stop"
+    t.check(max_duplicates=len(in_flight))
+    assert "grace period of 3s is over: killing children" in a.log()
+
+
+def _ran(log: str, name: str, x: int) -> bool:
+    return any(int(e.tag) == x for e in runs_by(log, name))
+
+
+@pytest.mark.timeout(30)
+def test_a_call_to_a_silent_redis_gives_up_within_its_window_and_one_socket_timeout(
+    start_redis, prefix
+):
+    """A paused server (SIGSTOP) keeps its sockets and answers nothing, as a silent
+    partition does. A call gives up after the reconnect window plus at most one socket
+    timeout (no hidden retries inside it); a supervisor's broker, limited to 0.5 s a
+    call, within about that."""
+    server = start_redis()
+    bounded = open_broker(server.url_for(prefix=prefix, socket_timeout=1, reconnect_s=1))
+    supervisor_side = open_broker(server.url_for(prefix=prefix))
+    supervisor_side.limit_call_time(0.5)
+    try:
+        bounded.now(), supervisor_side.now()  # connected before the silence
+        server.pause()
+        for broker, within in ((bounded, 1 + 1 + 0.5), (supervisor_side, 0.5 + 0.5 + 0.5)):
+            started = time.monotonic()
+            with pytest.raises(BrokerError, match="unreachable"):
+                broker.register_worker("w", b"{}", 10)
+            took = time.monotonic() - started
+            assert took < within, f"gave up only after {took:.2f}s"
+        server.resume()
+        assert abs(supervisor_side.now() - bounded.now()) < 1
+    finally:
+        server.resume()
+        bounded.close()
+        supervisor_side.close()
