@@ -267,6 +267,13 @@ class Broker(ABC):
         """The broker's clock, in Unix seconds: ETAs and leases are measured on it."""
         return time.time()
 
+    def limit_call_time(self, seconds: float) -> None:
+        """From now on, give up on a call (``BrokerError``) after about ``seconds``
+        without an answer, whatever the URL set: for a process that must stay responsive
+        while the broker is unreachable, such as a worker's supervisor. A broker that
+        cannot become unreachable (an embedded one) ignores it."""
+        return None
+
     @abstractmethod
     def close(self) -> None:
         """Release connections. The broker must not be used afterwards."""

@@ -31,9 +31,10 @@ Connections. redis-py with hiredis; a connection that failed or timed out is dro
 never reused (a late reply would be read as the answer to the next command). Calls that
 fail on a lost connection are retried with exponential backoff for up to
 ``reconnect_s`` seconds (a URL parameter, default 20) before ``BrokerError``; refused
-credentials are not retried. A blocking wait is cut into ``BLPOP`` calls of at most
-half the socket timeout (``socket_timeout=`` in the URL, default 30 s), so a long
-wait is never mistaken for a dead server.
+credentials are not retried. On a silent network (packets dropped, no reset) a call
+gives up after at most ``reconnect_s`` plus one socket timeout. A blocking wait is cut
+into ``BLPOP`` calls of at most half the socket timeout (``socket_timeout=`` in the
+URL, default 30 s), so a long wait is never mistaken for a dead server.
 
 URL: ``redis://[user:password@]host:port/db``, ``rediss://`` (TLS) or
 ``unix:///path.sock?db=0``, with ``prefix=`` (default ``taskmill``) naming the key
@@ -52,7 +53,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..errors import BrokerError, ConfigurationError
@@ -143,8 +144,10 @@ class RedisBroker(Broker):
                 socket_timeout=DEFAULT_SOCKET_TIMEOUT,
                 socket_connect_timeout=5,
                 health_check_interval=30,
-                retry=Retry(ExponentialBackoff(cap=1.0, base=0.02), retries=3),
-                retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+                # _call is the one retry loop, bounded by reconnect_s: redis-py retrying
+                # inside it would let one call outlast that window several times over
+                # on a silent network (each try waiting out the socket timeout).
+                retry=Retry(NoBackoff(), retries=0),
             )
         except ValueError as exc:
             raise ConfigurationError(f"bad Redis URL {self.url!r}: {exc}") from None
@@ -612,6 +615,15 @@ class RedisBroker(Broker):
     def now(self) -> float:
         seconds, micros = self._call("now", self._redis.time)
         return float(seconds) + float(micros) / 1e6
+
+    def limit_call_time(self, seconds: float) -> None:
+        self.reconnect_s = min(self.reconnect_s, seconds)
+        pool = self._redis.connection_pool
+        for name in ("socket_timeout", "socket_connect_timeout"):
+            current = pool.connection_kwargs.get(name)
+            pool.connection_kwargs[name] = seconds if current is None else min(current, seconds)
+        pool.disconnect()  # connections made earlier keep the timeouts they were made with
+        self._block_max = float(pool.connection_kwargs["socket_timeout"]) / 2
 
     def close(self) -> None:
         self._redis.close()

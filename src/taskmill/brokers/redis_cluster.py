@@ -155,6 +155,20 @@ class RedisClusterBroker(RedisBroker):
     def __repr__(self) -> str:
         return f"<RedisClusterBroker {self.url} prefix={self.prefix!r}>"
 
+    def limit_call_time(self, seconds: float) -> None:
+        """As on one server, for the connections to every node, and those made later."""
+        self.reconnect_s = min(self.reconnect_s, seconds)
+        nodes = [n for n in self._redis.get_nodes() if n.redis_connection is not None]
+        settings = [self._redis.nodes_manager.connection_kwargs]
+        settings += [n.redis_connection.connection_pool.connection_kwargs for n in nodes]
+        for kwargs in settings:
+            for name in ("socket_timeout", "socket_connect_timeout"):
+                current = kwargs.get(name)
+                kwargs[name] = seconds if current is None else min(current, seconds)
+        for node in nodes:
+            node.redis_connection.connection_pool.disconnect()
+        self._block_max = min(self._block_max, seconds / 2)
+
     def _get_many(self, keys: list[str]) -> list[bytes | None]:
         return list(self._call("fetch_results", self._redis.mget_nonatomic, keys))
 

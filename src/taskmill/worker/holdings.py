@@ -14,6 +14,8 @@ sync tasks in the prefork pool), its results thread (outcomes of coroutines and 
 tasks) and its heartbeat thread (extends every held lease, releases waiting messages on
 SIGTERM), under one lock. A slot entry is freed only once its message is settled with
 the broker, so a child killed in between leaves the supervisor something to put back.
+Acks that fail on a broker error stay pending, with their results, and go first once the
+broker answers: a task that ran is not run again for want of its ack.
 """
 
 from __future__ import annotations
@@ -144,7 +146,7 @@ class Holdings:
         try:
             accepted = self.app.broker.ack([h.delivery for h in acks], results)
         except BrokerError as exc:
-            self._ack_failed(acks, exc)
+            self._ack_failed(acks, results, exc)
             return
         self._acked(acks, accepted)
 
@@ -163,7 +165,7 @@ class Holdings:
                 [h.delivery for h in acks], results, queues, size, lease_s, wait_s, consumer
             )
         except BrokerError as exc:
-            self._ack_failed(acks, exc)
+            self._ack_failed(acks, results, exc)
             raise
         self._acked(acks, accepted)
         return batch
@@ -174,9 +176,21 @@ class Holdings:
             self._pending, self._pending_results = [], []
         return acks, results
 
-    def _ack_failed(self, acks: list[Held], exc: BrokerError) -> None:
-        logger.error("broker error acknowledging %d message(s): %s", len(acks), exc)
-        self._forget(acks)  # they come back when their leases end
+    def _ack_failed(
+        self, acks: list[Held], results: list[ResultRecord], exc: BrokerError
+    ) -> None:
+        """Keep the results of tasks that ran, to send first once the broker answers: a
+        task is not run again for want of its ack (unless its lease ran out meanwhile and
+        another worker took it; the broker then refuses the stale ack, and the first
+        result stored stands)."""
+        logger.error(
+            "broker error acknowledging %d message(s), kept to try again: %s", len(acks), exc
+        )
+        with self.lock:
+            if not self._pending:
+                self._first_pending = time.monotonic()
+            self._pending[:0] = acks
+            self._pending_results[:0] = results
 
     def _acked(self, acks: list[Held], accepted: list[bool]) -> None:
         self._forget(acks)

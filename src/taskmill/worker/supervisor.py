@@ -26,6 +26,12 @@ messages they have not started and finish the running tasks within ``grace`` sec
 second signal (or the grace running out) is a cold stop: children are killed and their
 messages given back. Children ask the kernel to kill them if the supervisor dies, so they
 never outlive it. The supervisor starts no threads, so forking it is safe.
+
+Being single-threaded, it never waits long on the broker: each of its calls (registry
+heartbeat, settling a dead child's slot) gives up after ``BROKER_CALL_S``, so while the
+broker is unreachable (a silent network partition) it still replaces children, enforces
+time limits and drains on a signal; messages it could not give back return when their
+leases end.
 """
 
 from __future__ import annotations
@@ -64,6 +70,9 @@ REGISTRY_EVERY = 2.0
 REGISTRY_TTL = 10.0
 #: a child that dies sooner than this after its start is replaced only after a pause
 RESPAWN_PAUSE = 1.0
+#: the longest the supervisor waits on one broker call: the loop must keep watching
+#: children, time limits and signals while the broker is unreachable
+BROKER_CALL_S = 1.0
 
 
 @dataclass
@@ -126,7 +135,9 @@ class Supervisor:
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
             # Open the broker (and import its client library) before forking, so the
-            # children share those pages instead of each loading its own copy.
+            # children share those pages instead of each loading its own copy. Children
+            # open brokers of their own, with the URL's timeouts.
+            self.app.broker.limit_call_time(BROKER_CALL_S)
             self._register()
             for seat in self.seats:
                 self._spawn(seat)
