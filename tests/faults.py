@@ -18,6 +18,7 @@ killed a moment later has still left its line behind.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -88,6 +89,63 @@ def logged_sleep(log: str, tag: str, seconds: float) -> int:
     return os.getpid()
 
 
+def most_at_once(runs: list[Execution]) -> int:
+    """The most tasks running at one moment, from the ``start:…`` and ``end:…`` lines the
+    ``*_nap`` tasks record (an end sorts before a start at the same instant)."""
+    steps = sorted((r.at, 1 if r.tag.startswith("start:") else -1) for r in runs)
+    running = peak = 0
+    for _, step in steps:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def logged_nap(log: str, tag: str, seconds: float) -> int:
+    """Records its start and end around a blocking sleep; returns the pid (for threads)."""
+    record(log, f"start:{tag}")
+    time.sleep(seconds)
+    record(log, f"end:{tag}")
+    return os.getpid()
+
+
+# -- async tasks ----------------------------------------------------------------------------
+
+
+async def async_square(x: int, seconds: float = 0.0) -> int:
+    await asyncio.sleep(seconds)
+    return x * x
+
+
+async def async_logged_nap(log: str, tag: str, seconds: float) -> int:
+    """Records its start and end around an asyncio sleep; returns the pid."""
+    record(log, f"start:{tag}")
+    await asyncio.sleep(seconds)
+    record(log, f"end:{tag}")
+    return os.getpid()
+
+
+async def async_hang(log: str, seconds: float = 3600.0) -> None:
+    """Awaits far past any sensible time limit (without blocking its event loop)."""
+    record(log, "hang")
+    await asyncio.sleep(seconds)
+
+
+async def async_block(log: str, seconds: float = 3600.0) -> None:
+    """Blocks its event loop: only killing its process stops it."""
+    record(log, "block")
+    time.sleep(seconds)
+
+
+async def async_fail_then_succeed(log: str, failures: int) -> int:
+    await asyncio.sleep(0)
+    return fail_then_succeed(log, failures)
+
+
+async def async_raise_own_error(message: str) -> None:
+    await asyncio.sleep(0)
+    raise TaskBoom(message)
+
+
 # -- tasks whose process dies ---------------------------------------------------------------
 
 
@@ -107,6 +165,15 @@ def hang(log: str, seconds: float = 3600.0) -> None:
     """Sleeps far past any sensible time limit."""
     record(log, "hang")
     time.sleep(seconds)
+
+
+def sleep_in_steps(log: str, seconds: float = 3600.0) -> None:
+    """Sleeps in short steps, running Python code between them (where a thread can be
+    interrupted)."""
+    record(log, "steps")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 # -- tasks that fail ------------------------------------------------------------------------

@@ -7,12 +7,13 @@ App made at import time is safe to use on both sides of a fork.
 
 from __future__ import annotations
 
+import inspect
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from .brokers import open_broker, redact_url
 from .brokers.base import Broker
@@ -21,7 +22,7 @@ from .errors import ConfigurationError, NotRegistered
 from .result import Result
 from .retries import RetryPolicy
 from .serializers import FORMATS, Serializer
-from .task import Task, TaskOptions, seconds, task_name
+from .task import AsyncTask, Task, TaskOptions, seconds, task_name
 
 __all__ = ["DEFAULT_BROKER_URL", "App", "Settings"]
 
@@ -92,6 +93,17 @@ class Settings:
         return cls(**settings)
 
 
+class TaskDecorator(Protocol):
+    """What ``@app.task(option=...)`` returns: an ``async def`` function becomes an
+    AsyncTask, any other a Task."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncTask[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+
 class App:
     """Tasks bound to one broker URL.
 
@@ -152,6 +164,9 @@ class App:
             self._broker = None
 
     @overload
+    def task(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncTask[P, R]: ...
+
+    @overload
     def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
 
     @overload
@@ -169,7 +184,7 @@ class App:
         time_limit: float | timedelta | None = None,
         soft_time_limit: float | timedelta | None = None,
         result_ttl: float | timedelta | None = None,
-    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+    ) -> TaskDecorator: ...
 
     def task(self, *fn: Callable[P, R], **options: Any) -> Any:
         """Register a function as a task: ``@app.task`` or ``@app.task(retries=3, ...)``.
@@ -179,11 +194,13 @@ class App:
         doubling up to ``retry_backoff_max``, ``retry_jitter``) for the exceptions in
         ``autoretry_for`` or when the task raises ``Retry``; ``time_limit`` (hard: the
         worker process is killed), ``soft_time_limit`` (SoftTimeLimitExceeded is raised
-        in the task), ``result_ttl``.
+        in the task), ``result_ttl``. An ``async def`` function becomes an AsyncTask, which
+        workers run on their event loop.
         """
 
-        def register(function: Callable[P, R]) -> Task[P, R]:
-            task = Task(self, function, self._options(function, options))
+        def register(function: Callable[..., Any]) -> Task[Any, Any]:
+            kind = AsyncTask if inspect.iscoroutinefunction(function) else Task
+            task: Task[Any, Any] = kind(self, function, self._options(function, options))
             self.tasks[task.name] = task
             return task
 

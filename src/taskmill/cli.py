@@ -20,6 +20,7 @@ from .app import App
 from .brokers import redact_url
 from .demo import demo
 from .errors import TaskmillError
+from .worker.child import POOLS
 
 __all__ = ["load_app", "main"]
 
@@ -139,6 +140,32 @@ LEVELS = click.Choice(["debug", "info", "warning", "error", "critical"], case_se
     show_default=True,
     help="Seconds running tasks get to finish after SIGTERM before a cold stop.",
 )
+@click.option(
+    "--pool",
+    type=click.Choice(POOLS),
+    default="prefork",
+    show_default=True,
+    help="How each child runs sync (def) tasks. prefork: one at a time, for CPU work; a"
+    " task past its hard time limit is killed with its process. threads: up to --threads"
+    " at once, for blocking I/O; a thread past its hard time limit cannot be killed, so"
+    " its failure is recorded at the limit and the child is replaced once its other"
+    " tasks finish.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Sync tasks each child runs at once with --pool threads.",
+)
+@click.option(
+    "--async-limit",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Async (async def) tasks each child runs at once on its event loop, in any pool;"
+    " one past its hard time limit is cancelled and the child goes on.",
+)
 def worker(
     target: str,
     concurrency: int | None,
@@ -146,8 +173,17 @@ def worker(
     loglevel: str,
     max_tasks_per_child: int | None,
     grace: float,
+    pool: str,
+    threads: int,
+    async_limit: int,
 ) -> None:
     """Start a worker: a supervisor and N child processes that run tasks.
+
+    \b
+    Each child runs
+      - async def tasks concurrently on its own event loop, up to --async-limit;
+      - def tasks one at a time (--pool prefork, the default: CPU work), or up to
+        --threads at once in threads (--pool threads: blocking I/O).
 
     SIGTERM or Ctrl-C drains (running tasks finish, nothing is lost); a second one stops
     at once. Tasks whose worker dies are delivered again; after the app's
@@ -161,7 +197,14 @@ def worker(
     if not names:
         raise UsageFailure("-Q: give at least one queue name")
     supervisor = Supervisor(
-        app, names, concurrency or os.cpu_count() or 1, max_tasks_per_child, grace
+        app,
+        names,
+        concurrency or os.cpu_count() or 1,
+        max_tasks_per_child,
+        grace,
+        pool=pool,
+        threads=threads,
+        async_limit=async_limit,
     )
     try:
         code = supervisor.run()

@@ -4,6 +4,10 @@ Options are validated when the function is decorated, so a bad option fails at i
 never in the worker. Arguments JSON cannot carry fail at ``delay()`` with a TypeError
 naming the argument; the message is never half-sent. ``map`` / ``starmap`` send many calls
 at once, in chunks (:mod:`.bulk`), and return a :class:`~taskmill.resultset.ResultSet`.
+
+An ``async def`` function becomes an :class:`AsyncTask`: the same sending side (``delay``
+gives ``Result[T]`` for a coroutine returning ``T``); workers run it on their event loop,
+many at once, and calling it here returns the coroutine, as calling the function would.
 """
 
 from __future__ import annotations
@@ -11,11 +15,11 @@ from __future__ import annotations
 import inspect
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast
 
 from . import bulk, serializers
 from . import message as message_codec
@@ -28,7 +32,7 @@ from .retries import RetryPolicy
 if TYPE_CHECKING:
     from .app import App
 
-__all__ = ["Task", "TaskOptions", "task_name"]
+__all__ = ["AsyncTask", "Task", "TaskOptions", "task_name"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -116,7 +120,10 @@ def task_name(fn: Callable[..., Any]) -> str:
 class Task(Generic[P, R]):
     """A registered function. Call it to run it here; ``delay`` to run it on a worker."""
 
-    def __init__(self, app: App, fn: Callable[P, R], options: TaskOptions) -> None:
+    #: whether workers run it on their event loop (an ``async def`` function)
+    is_async = False
+
+    def __init__(self, app: App, fn: Callable[P, Any], options: TaskOptions) -> None:
         self.app = app
         self.fn = fn
         self.options = options
@@ -129,7 +136,7 @@ class Task(Generic[P, R]):
         return f"<Task {self.name}>"
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        return self.fn(*args, **kwargs)
+        return cast(R, self.fn(*args, **kwargs))
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> Result[R]:
         """Send the task to a worker with these arguments; returns its Result at once."""
@@ -266,6 +273,21 @@ class Task(Generic[P, R]):
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
         ]
         return [names[i] if i < len(names) else f"args[{i}]" for i in range(count)]
+
+
+class AsyncTask(Task[P, R]):
+    """A task whose function is ``async def``. ``delay`` gives ``Result[R]``, where the
+    coroutine returns ``R``; workers await it on their event loop, many in flight per
+    process. Calling it here returns the coroutine, as calling the function does."""
+
+    is_async = True
+
+    # The one place an async task differs for the type checker: calling it gives the
+    # coroutine, not its value (a Task[P, R] called gives R).
+    def __call__(  # type: ignore[override]
+        self, *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, R]:
+        return cast(Coroutine[Any, Any, R], self.fn(*args, **kwargs))
 
 
 def _absolute(value: Seconds | datetime | None, now: float, what: str) -> float | None:

@@ -1,5 +1,7 @@
 """Tasks: options are checked at decoration, arguments at delay(), nothing half-sent."""
 
+import asyncio
+import inspect
 import re
 import subprocess
 import sys
@@ -197,3 +199,55 @@ def test_delay_is_type_checked_against_the_function_signature(tmp_path):
     )
     assert re.search(r'Revealed type is "taskmill.result.Result\[(builtins\.)?int\]"', out.stdout)
     assert 'Argument 1 to "delay" of "Task" has incompatible type "str"' in out.stdout
+
+
+def test_an_async_task_delays_to_a_result_of_what_its_coroutine_returns(tmp_path):
+    snippet = tmp_path / "typed_async.py"
+    snippet.write_text(
+        textwrap.dedent(
+            """
+            from taskmill import App
+            app = App("t")
+            @app.task
+            async def fetch(url: str) -> bytes:
+                return url.encode()
+            @app.task(retries=2, time_limit=5)
+            async def fetch_again(url: str) -> bytes:
+                return url.encode()
+            reveal_type(fetch.delay("x"))
+            reveal_type(fetch_again.delay("x"))
+            reveal_type(fetch("x"))
+            fetch.delay(1)
+            """
+        )
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(snippet)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    revealed = [
+        t.replace("builtins.", "") for t in re.findall(r'Revealed type is "([^"]+)"', out.stdout)
+    ]
+    assert revealed == [
+        "taskmill.result.Result[bytes]",
+        "taskmill.result.Result[bytes]",
+        "typing.Coroutine[Any, Any, bytes]",
+    ], out.stdout
+    assert 'Argument 1 to "delay" of "Task" has incompatible type "int"' in out.stdout
+
+
+def test_calling_an_async_task_here_returns_its_coroutine(tmp_path):
+    app = App("t", broker=f"sqlite:///{tmp_path / 'x.db'}")
+
+    @app.task
+    async def double(x: int) -> int:
+        return 2 * x
+
+    coroutine = double(21)
+
+    assert inspect.iscoroutine(coroutine)
+    assert asyncio.run(coroutine) == 42
+    assert double.is_async
+    assert not app.task(lambda: None).is_async

@@ -1,53 +1,108 @@
-"""A worker child: a direct consumer that reserves batches and runs them.
+"""A worker child: a direct consumer that reserves messages and runs them.
 
 ::
 
-    main thread:      reserve batch ─▶ publish to slot ─▶ for each: start ─▶ run ─▶ finish
-                            ▲                                                   │
-                            └──── ack(results) in batches, every few ms ◀──────┘
-    heartbeat thread: every lease/3: extend the batch's leases; on SIGTERM release the
-                      messages not started yet; exit if the supervisor is gone
+    main thread:      reserve ─▶ hold in slot ─▶ start each: ─┬─ sync task, prefork: run it here
+                         ▲                                    ├─ async task ─▶ event-loop thread
+                         │                                    └─ sync task, threads ─▶ task thread
+                         └── reserve again while there is room (async limit, free threads)
+    results thread:   finished coroutines and thread tasks ─▶ ack(results) in batches, retry,
+                      dead letter; a thread task past its hard limit: record it, recycle
+    heartbeat thread: every lease/3: extend the leases of everything held; on SIGTERM
+                      release the messages not started yet; exit if the supervisor is gone
 
 Results are stored and messages acknowledged together (``Broker.ack``), after the task
 ran: a child killed halfway leaves its messages leased, and its supervisor puts them back.
-The batch size adapts to task duration: fast tasks move in batches of up to
-``MAX_BATCH`` per round trip, slow ones one at a time, so no child hoards work another
-child could be running.
+Sync tasks in the default (prefork) pool run on the main thread one at a time, and the
+batch size adapts to their duration: fast tasks move in batches of up to ``MAX_BATCH``
+per round trip, slow ones one at a time, so no child hoards work another child could be
+running. Async tasks run on the child's event loop, up to ``async_limit`` at once; with
+``pool="threads"``, sync tasks run on ``threads`` threads. The child reserves as much as
+it has room to start, and reserves again while they run.
+
+Hard time limits: a sync task on the main thread is killed with its process by the
+supervisor; a coroutine is cancelled at its limit and the child goes on; a thread cannot
+be killed, so at its limit the child records the failure, stops taking work, and exits
+once its other tasks finish (the supervisor starts a replacement). The supervisor's kill
+remains the backstop for coroutines and threads, ``BACKSTOP_S`` past their limit.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
+import queue
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
 from types import FrameType
+from typing import Any, Literal
 
 from .. import message as message_codec
 from .. import states
 from ..app import App
 from ..brokers.base import Delivery, ResultRecord
-from ..errors import BrokerError
+from ..errors import BrokerError, TimeLimitExceeded
 from ..message import Message
-from .execution import Outcome, execute, time_limit
+from ..task import Task
+from .execution import Outcome, execute, execute_async, failure, hard_limit_message, time_limit
+from .pools import EventLoopThread, TaskThreads
 from .slot import ChildSlot
 
-__all__ = ["Child"]
+__all__ = ["POOLS", "Child", "slot_capacity"]
 
 logger = logging.getLogger(__name__)
 
+POOLS = ("prefork", "threads")
 MAX_BATCH = 64
 #: a batch should take about this long to run, so slow tasks are not hoarded
 BATCH_SECONDS = 0.02
 #: results are written at least this often while a batch runs
 FLUSH_SECONDS = 0.005
 RESERVE_WAIT = 0.5
+#: how often a waiting main thread and the results thread look at the clock
+TICK = 0.05
+#: seconds past a coroutine's or thread's hard limit before the supervisor kills the child
+BACKSTOP_S = 2.0
 BROKER_RETRY_MIN = 0.5
 BROKER_RETRY_MAX = 1.0  # so a worker resumes within about a second of the broker
 PR_SET_PDEATHSIG = 1
+
+
+def slot_capacity(pool: str, threads: int, async_limit: int) -> int:
+    """How many messages a child of this pool may hold: what it runs, plus a batch."""
+    running = threads if pool == "threads" else 1
+    return running + async_limit + MAX_BATCH
+
+
+@dataclass(eq=False, slots=True)
+class Held:
+    """A message the child holds: waiting, running, or ran with its ack pending."""
+
+    index: int  # its entry in the slot
+    delivery: Delivery
+    msg: Message | None
+    task: Task[Any, Any] | None
+    #: a thread task's hard deadline (monotonic; 0: none), and the limit it came from
+    deadline: float = 0.0
+    limit: float | None = None
+    #: a thread task failed at its deadline: its late outcome is dropped
+    abandoned: bool = False
+
+    @property
+    def is_async(self) -> bool:
+        return self.task is not None and self.task.is_async
+
+
+#: what the results thread receives: a task that finished (its outcome, None if it has
+#: none), "wake" (look at the clock: a new deadline) or "stop"
+_Done = tuple[Held, Outcome | None] | Literal["wake", "stop"]
 
 
 class Child:
@@ -61,6 +116,9 @@ class Child:
         consumer: str,
         max_tasks: int | None = None,
         parent_pid: int | None = None,
+        pool: str = "prefork",
+        threads: int = 8,
+        async_limit: int = 100,
     ) -> None:
         self.app = app
         self.queues = list(queues)
@@ -68,16 +126,28 @@ class Child:
         self.consumer = consumer
         self.max_tasks = max_tasks
         self.parent_pid = parent_pid or os.getppid()
+        self.pool = pool
+        self.async_limit = async_limit
         self.stopping = threading.Event()
+        self.recycling = threading.Event()
         self.finished = threading.Event()
         self.done = 0
         self._avg_seconds = 0.0
         self._lock = threading.Lock()
-        self._batch: list[Delivery] = []
-        self._next = 0
-        self._pending_acks: list[Delivery] = []
+        self._changed = threading.Condition(self._lock)
+        self._held: dict[int, Held] = {}
+        self._waiting: deque[Held] = deque()
+        self._running_async = 0
+        self._running_threads: dict[int, Held] = {}
+        self._pending_acks: list[Held] = []
         self._pending_results: list[ResultRecord] = []
         self._first_pending = 0.0
+        #: whether the next reservation may bring async tasks: room on the event loop
+        #: counts only then, so a child of a mixed app does not hoard sync tasks
+        self._expect_async = any(t.is_async for t in app.tasks.values())
+        self._loop = EventLoopThread()
+        self._threads = TaskThreads(threads)
+        self._done: queue.SimpleQueue[_Done] = queue.SimpleQueue()
 
     # -- process setup ----------------------------------------------------------------
 
@@ -92,13 +162,21 @@ class Child:
         if os.getppid() != self.parent_pid:
             return 1
         heartbeat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
+        results = threading.Thread(target=self._results, name="results", daemon=True)
         heartbeat.start()
+        results.start()
         try:
             self._consume()
+            self._drain()
         finally:
+            self._done.put("stop")
+            results.join(timeout=5)
+            self.flush()
             self.stopping.set()
             self.finished.set()
             heartbeat.join(timeout=5)
+            self._threads.stop()
+            self._loop.stop(timeout=1.0)
             self.app.close()
         return 0
 
@@ -108,75 +186,85 @@ class Child:
     # -- consuming --------------------------------------------------------------------
 
     def _consume(self) -> None:
-        broker = self.app.broker
-        lease_s = self.app.settings.lease_s
         pause = BROKER_RETRY_MIN
-        while not self.stopping.is_set():
-            if self.max_tasks is not None and self.done >= self.max_tasks:
-                return
+        while not self._should_stop():
             try:
-                batch = broker.reserve(
-                    self.queues, self._batch_size(), lease_s, RESERVE_WAIT, self.consumer
-                )
-                if batch:
-                    self._run_batch(batch)
+                self._step()
                 pause = BROKER_RETRY_MIN
             except BrokerError as exc:
-                # Whatever this batch held stays leased: it comes back when the lease ends.
+                # What was reserved and not yet held stays leased: it comes back when
+                # the lease ends. What is held runs on.
                 logger.error("broker error: %s; trying again in %.1fs", exc, pause)
-                self._drop_batch()
                 self.stopping.wait(pause)
                 pause = min(pause * 2, BROKER_RETRY_MAX)
 
-    def _drop_batch(self) -> None:
+    def _should_stop(self) -> bool:
+        if self.stopping.is_set() or self.recycling.is_set():
+            return True
+        return self.max_tasks is not None and self.done >= self.max_tasks
+
+    def _step(self) -> None:
+        """Start what can start; then reserve more if there is room, else wait for it."""
+        self._start_waiting()
+        size = self._reserve_size()
+        if size <= 0 or self._should_stop():
+            self.flush()
+            self._wait_for_change()
+            return
+        self.flush()  # results of the tasks run here are stored before blocking below
+        lease_s = self.app.settings.lease_s
+        batch = self.app.broker.reserve(self.queues, size, lease_s, RESERVE_WAIT, self.consumer)
+        if batch:
+            self._take(batch)
+
+    def _wait_for_change(self) -> None:
+        with self._changed:
+            self._changed.wait(TICK)
+
+    def _reserve_size(self) -> int:
+        """How many messages to reserve: room to start them all at once, 0 while held
+        messages still wait to start."""
         with self._lock:
-            self._batch, self._next = [], 0
-        self._pending_acks, self._pending_results = [], []
-        self.slot.clear()
+            if self._waiting:
+                return 0
+            running = self._running_async + len(self._running_threads)
+            async_room = self.async_limit - self._running_async if self._expect_async else 0
+            if self.pool == "threads":
+                free = self._threads.size - len(self._running_threads)
+                sync_room = max(free, self._batch_size()) if free > 0 else 0
+            else:
+                sync_room = self._batch_size()
+            size = min(async_room + sync_room, self.slot.capacity - len(self._held))
+        if self.max_tasks is not None:
+            size = min(size, self.max_tasks - self.done - running)
+        return size
 
     def _batch_size(self) -> int:
         size = 1 if self._avg_seconds <= 0 else int(BATCH_SECONDS / self._avg_seconds)
-        if self.max_tasks is not None:
-            size = min(size, self.max_tasks - self.done)
         return max(1, min(MAX_BATCH, size))
 
-    def _run_batch(self, batch: list[Delivery]) -> None:
-        decoded = [self._decode(d.body) for d in batch]
-        names = [m.task if m else "" for m in decoded]
-        fits = self.slot.publish(list(zip(batch, names, strict=True)))
-        if fits < len(batch):
-            self.app.broker.release(batch[fits:])
-            batch = batch[:fits]
+    def _take(self, batch: list[Delivery]) -> None:
+        """Hold a reserved batch in the slot; what does not fit goes back at once."""
         finished = self._already_finished(batch)
-        with self._lock:
-            self._batch, self._next = batch, 0
-        while True:
-            index = self._claim_next()
+        refused = []
+        saw_async = False
+        for delivery in batch:
+            msg = self._decode(delivery.body)
+            index = self.slot.hold(delivery, msg.task if msg else "")
             if index is None:
-                break
-            delivery = self._batch[index]
-            if delivery.id in finished:
-                self._pending(delivery, None)
+                refused.append(delivery)
                 continue
-            if self._pending_acks and self._flush_due():
-                self.flush()
-            self._run_one(index, delivery, decoded[index])
-        self.flush()
-        self.slot.clear()
-
-    def _claim_next(self) -> int | None:
-        if self.stopping.is_set():
-            self._release_unstarted()
-        with self._lock:
-            if self._next >= len(self._batch):
-                return None
-            self._next += 1
-            return self._next - 1
-
-    def _flush_due(self) -> bool:
-        """Before the next task: flush if results waited long, or the next may be slow."""
-        waited = time.monotonic() - self._first_pending
-        return waited >= FLUSH_SECONDS or self._avg_seconds >= FLUSH_SECONDS
+            held = Held(index, delivery, msg, self.app.tasks.get(msg.task) if msg else None)
+            saw_async = saw_async or held.is_async
+            with self._lock:
+                self._held[index] = held
+                if delivery.id not in finished:
+                    self._waiting.append(held)
+            if delivery.id in finished:
+                self._ack_later(held, None)
+        self._expect_async = saw_async
+        if refused:
+            self.app.broker.release(refused)
 
     def _already_finished(self, batch: Sequence[Delivery]) -> set[str]:
         """Ids of redelivered messages whose result is stored: ack them, don't rerun."""
@@ -186,59 +274,263 @@ class Child:
         found = self.app.broker.fetch_results(again)
         return {k for k, v in found.items() if v.state in states.FINAL_STATES}
 
-    def _run_one(self, index: int, delivery: Delivery, msg: Message | None) -> None:
-        task = self.app.tasks.get(msg.task) if msg else None
-        self.slot.start(index, time_limit(task, msg))
+    # -- starting tasks ---------------------------------------------------------------
+
+    def _start_waiting(self) -> None:
+        while not self.stopping.is_set() and not self.recycling.is_set():
+            held = self._next_startable()
+            if held is None:
+                return
+            if held.is_async:
+                self._start_async(held)
+            elif self.pool == "threads":
+                self._start_thread(held)
+            else:
+                self._run_here(held)
+
+    def _next_startable(self) -> Held | None:
+        """The first waiting message there is room to start now, counted as running; one
+        that starts elsewhere (event loop, thread) before one that would run here and
+        keep this thread busy."""
+        with self._lock:
+            chosen = next(filter(self._room_elsewhere, self._waiting), None)
+            if chosen is None and self.pool == "prefork":
+                chosen = next((h for h in self._waiting if not h.is_async), None)
+            if chosen is None:
+                return None
+            self._waiting.remove(chosen)
+            if chosen.is_async:
+                self._running_async += 1
+            elif self.pool == "threads":
+                self._running_threads[chosen.index] = chosen
+            return chosen
+
+    def _room_elsewhere(self, held: Held) -> bool:
+        """Whether ``held`` runs off this thread and has room to start now (lock held)."""
+        if held.is_async:
+            return self._running_async < self.async_limit
+        return self.pool == "threads" and len(self._running_threads) < self._threads.size
+
+    def _run_here(self, held: Held) -> None:
+        """A sync task in the prefork pool: on this thread, killed with the process at its
+        hard limit, SIGALRM for its soft limit."""
+        if self._pending_acks and self._flush_due():
+            self.flush()
+        self.slot.start(held.index, time_limit(held.task, held.msg))
         started = time.perf_counter()
-        outcome = execute(self.app, delivery, msg)
+        outcome = execute(self.app, held.delivery, held.msg)
         took = time.perf_counter() - started
-        self.slot.finish()
-        self.done += 1
+        self.slot.finish(held.index)
         self._avg_seconds = took if not self._avg_seconds else 0.8 * self._avg_seconds + 0.2 * took
-        self._apply(delivery, outcome)
-        if took > BATCH_SECONDS and self._next < len(self._batch):
+        with self._lock:
+            self.done += 1
+        self._apply(held, outcome)
+        if took > BATCH_SECONDS:
             # A slow task in a batch sized for fast ones (the work changed): hand the rest
             # back at once, so idle children take it instead of it waiting behind this one.
-            self._release_unstarted()
+            self._release_waiting(lambda h: not h.is_async)
 
-    def _apply(self, delivery: Delivery, outcome: Outcome) -> None:
+    def _start_async(self, held: Held) -> None:
+        self.slot.start(held.index, time_limit(held.task, held.msg), BACKSTOP_S)
+        future = self._loop.submit(execute_async(self.app, held.delivery, held.msg))
+        future.add_done_callback(functools.partial(self._finished_async, held))
+
+    def _finished_async(self, held: Held, future: Future[Outcome]) -> None:
+        try:
+            outcome: Outcome | None = future.result()
+        except BaseException as exc:  # the loop went away under it: the message goes back
+            logger.error("async task %s stopped without an outcome: %r", held.delivery.id, exc)
+            outcome = None
+        self._done.put((held, outcome))
+
+    def _start_thread(self, held: Held) -> None:
+        held.limit = time_limit(held.task, held.msg)
+        self.slot.start(held.index, held.limit, BACKSTOP_S)
+        if held.limit is not None:
+            held.deadline = time.monotonic() + held.limit
+            self._done.put("wake")  # the results thread now watches this deadline
+        self._threads.submit(functools.partial(self._run_in_thread, held))
+
+    def _run_in_thread(self, held: Held) -> None:
+        outcome: Outcome | None = None
+        try:
+            outcome = execute(self.app, held.delivery, held.msg)
+        except BaseException as exc:  # execute() turns a task's exceptions into outcomes
+            logger.error("thread task %s stopped without an outcome: %r", held.delivery.id, exc)
+        finally:
+            self._done.put((held, outcome))
+
+    # -- results thread ---------------------------------------------------------------
+
+    def _results(self) -> None:
+        """Apply the outcomes of coroutines and thread tasks, many per ack; settle thread
+        tasks past their hard deadline."""
+        while True:
+            items = self._collect()
+            try:
+                for item in items:
+                    if isinstance(item, tuple):
+                        self._complete(*item)
+                self._abandon_overdue()
+                self.flush()
+            except Exception:  # never expected; this thread must outlive it all the same
+                logger.exception("applying task outcomes failed")
+            with self._changed:
+                self._changed.notify_all()
+            if "stop" in items:
+                return
+
+    def _collect(self) -> list[_Done]:
+        with self._lock:
+            watching = any(h.deadline for h in self._running_threads.values())
+        timeout = TICK if watching else None
+        try:
+            items = [self._done.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while len(items) < MAX_BATCH * 4:
+            try:
+                items.append(self._done.get_nowait())
+            except queue.Empty:
+                break
+        return items
+
+    def _complete(self, held: Held, outcome: Outcome | None) -> None:
+        with self._lock:
+            if held.is_async:
+                self._running_async -= 1
+            else:
+                self._running_threads.pop(held.index, None)
+            if held.abandoned:
+                return
+            self.done += 1
+        self.slot.finish(held.index)
+        if outcome is None:
+            self._guard(held, lambda: self.app.broker.release([held.delivery]))
+        else:
+            self._apply(held, outcome)
+
+    def _abandon_overdue(self) -> None:
+        """A thread task past its hard limit cannot be stopped: record TimeLimitExceeded
+        (or its retry) now, leave the thread running, and recycle this child."""
+        now = time.monotonic()
+        with self._lock:
+            overdue = [
+                h
+                for h in self._running_threads.values()
+                if h.deadline and now > h.deadline and not h.abandoned
+            ]
+            for held in overdue:
+                held.abandoned = True
+        for held in overdue:
+            assert held.task is not None and held.msg is not None  # it has a time limit
+            what = "its thread was abandoned, and its worker process is replaced"
+            message = hard_limit_message(held.task.name, held.delivery.id, held.limit, what)
+            ttl = self.app.result_ttl(held.task)
+            exc = TimeLimitExceeded(message)
+            self.slot.finish(held.index)
+            self._apply(held, failure(held.task, held.msg, held.delivery.attempt, exc, ttl))
+            logger.error("%s: this child takes no more work and exits", message)
+            self.recycling.set()
+
+    # -- outcomes and acks ------------------------------------------------------------
+
+    def _apply(self, held: Held, outcome: Outcome) -> None:
         broker = self.app.broker
+        delivery = held.delivery
         if outcome.action == "ack":
-            self._pending(delivery, outcome.result)
+            self._ack_later(held, outcome.result)
         elif outcome.action == "retry":
             self.flush()
-            broker.retry(delivery, outcome.delay)
+            self._guard(held, lambda: broker.retry(delivery, outcome.delay))
         else:
             self.flush()
-            broker.dead_letter(delivery, outcome.reason, outcome.result)
+            self._guard(held, lambda: broker.dead_letter(delivery, outcome.reason, outcome.result))
             logger.error("message %s dead-lettered: %s", delivery.id, outcome.reason)
 
-    def _pending(self, delivery: Delivery, result: ResultRecord | None) -> None:
-        if not self._pending_acks:
-            self._first_pending = time.monotonic()
-        self._pending_acks.append(delivery)
-        if result is not None:
-            self._pending_results.append(result)
+    def _guard(self, held: Held, settle: Callable[[], object]) -> None:
+        """Settle one message; on a broker error it stays leased and comes back when its
+        lease ends. Either way this child lets go of it."""
+        try:
+            settle()
+        except BrokerError as exc:
+            logger.error("broker error settling message %s: %s", held.delivery.id, exc)
+        self._forget([held])
+
+    def _forget(self, settled: Sequence[Held]) -> None:
+        with self._lock:
+            for held in settled:
+                self._held.pop(held.index, None)
+        for held in settled:
+            self.slot.free(held.index)
+
+    def _ack_later(self, held: Held, result: ResultRecord | None) -> None:
+        with self._lock:
+            if not self._pending_acks:
+                self._first_pending = time.monotonic()
+            self._pending_acks.append(held)
+            if result is not None:
+                self._pending_results.append(result)
+
+    def _flush_due(self) -> bool:
+        """Before the next task: flush if results waited long, or the next may be slow."""
+        waited = time.monotonic() - self._first_pending
+        return waited >= FLUSH_SECONDS or self._avg_seconds >= FLUSH_SECONDS
 
     def flush(self) -> None:
         """Store pending results and acknowledge their messages, in one broker call."""
-        if not self._pending_acks:
-            return
-        acks, results = self._pending_acks, self._pending_results
-        self._pending_acks, self._pending_results = [], []
-        accepted = self.app.broker.ack(acks, results)
-        stale = [d.id for d, ok in zip(acks, accepted, strict=True) if not ok]
+        with self._lock:
+            if not self._pending_acks:
+                return
+            acks, results = self._pending_acks, self._pending_results
+            self._pending_acks, self._pending_results = [], []
+        try:
+            accepted = self.app.broker.ack([h.delivery for h in acks], results)
+        except BrokerError as exc:
+            logger.error("broker error acknowledging %d message(s): %s", len(acks), exc)
+            accepted = [True] * len(acks)  # they come back when their leases end
+        finally:
+            self._forget(acks)
+        stale = [h.delivery.id for h, ok in zip(acks, accepted, strict=True) if not ok]
         if stale:
             logger.warning(
                 "stale lease, ack rejected for %d message(s) (another worker holds them, or"
                 " an earlier try of this ack already removed them): %s", len(stale), stale,
             )
 
+    # -- stopping ---------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        """Give back what has not started; wait for what runs (the supervisor's grace
+        bounds the wait after SIGTERM). Abandoned threads are not waited for."""
+        self._release_waiting()
+        with self._changed:
+            while self._running_async or any(
+                not h.abandoned for h in self._running_threads.values()
+            ):
+                self._changed.wait(TICK)
+        if self.recycling.is_set():
+            logger.info("child recycled after a thread task overran its hard time limit")
+
+    def _release_waiting(self, which: Callable[[Held], bool] = lambda held: True) -> None:
+        """Give back at once (not counting the delivery) held messages not started."""
+        with self._lock:
+            given = [h for h in self._waiting if which(h)]
+            self._waiting = deque(h for h in self._waiting if not which(h))
+        if not given:
+            return
+        try:
+            self.app.broker.release([h.delivery for h in given])
+            logger.info("released %d prefetched message(s)", len(given))
+        except BrokerError as exc:
+            logger.error("broker error releasing prefetched messages: %s", exc)
+        self._forget(given)
+
     # -- heartbeat thread -------------------------------------------------------------
 
     def _heartbeat(self) -> None:
-        """Renew leases until the child is finished: also while it drains, since the
-        running task may outlast its lease during the grace period."""
+        """Renew leases until the child is finished: also while it drains, since running
+        tasks may outlast their lease during the grace period."""
         interval = self.app.settings.lease_s / 3
         last = time.monotonic()
         released = False
@@ -248,7 +540,7 @@ class Child:
                 if released:
                     return
                 released = True
-                _guard("release prefetched messages", self._release_unstarted)
+                self._release_waiting()
                 continue
             if os.getppid() != self.parent_pid:
                 logger.error("supervisor %d is gone; child exiting", self.parent_pid)
@@ -259,7 +551,7 @@ class Child:
 
     def _extend_held(self) -> None:
         with self._lock:
-            held = self._batch[max(0, self._next - 1) :]
+            held = [h.delivery for h in self._held.values()]
         if held:
             self.app.broker.extend(held, self.app.settings.lease_s)
 
@@ -271,15 +563,6 @@ class Child:
             return message_codec.decode(body, self.app.serializer)
         except Exception:  # execute() decodes it again and dead-letters it with the reason
             return None
-
-    def _release_unstarted(self) -> None:
-        """On shutdown, give back at once the messages this child has not started."""
-        with self._lock:
-            unstarted = self._batch[self._next :]
-            self._batch = self._batch[: self._next]  # what is left is what still runs
-        if unstarted:
-            self.app.broker.release(unstarted)
-            logger.info("released %d prefetched message(s)", len(unstarted))
 
 
 def die_with_parent() -> None:

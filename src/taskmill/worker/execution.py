@@ -14,17 +14,23 @@ A chunk message runs its task once per item and is acknowledged with one SUCCESS
 holding every item's value or exception; an item's retries run in place, after their
 backoff. A message's own ``retries`` (an Executor's) override the task's: that many
 immediate re-runs for any exception. While a task runs, ``update_progress`` reports for it.
+
+An ``async def`` task goes through the same decisions in :func:`execute_async`, awaited on
+the child's event loop; its time limits cancel it (``asyncio.timeout``) rather than
+interrupt it, and what it returned or raised becomes an Outcome by the same functions.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import ctypes
 import functools
 import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -40,6 +46,7 @@ from ..errors import (
     Retry,
     SoftTimeLimitExceeded,
     TaskRevoked,
+    TimeLimitExceeded,
     WorkerLost,
 )
 from ..progress import Reporter, current_task
@@ -47,7 +54,17 @@ from ..result import chunk_record, error_record, exception_record, value_record
 from ..retries import RetryPolicy
 from ..task import Task
 
-__all__ = ["Outcome", "execute", "retry_policy", "run_chunk", "time_limit", "worker_lost_reason"]
+__all__ = [
+    "Outcome",
+    "execute",
+    "execute_async",
+    "failure",
+    "hard_limit_message",
+    "retry_policy",
+    "run_chunk",
+    "time_limit",
+    "worker_lost_reason",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +89,42 @@ def execute(
     app: App, delivery: Delivery, msg: message_codec.Message | None = None, now: float | None = None
 ) -> Outcome:
     """Decide on a delivery and, where it should run, run it (``msg``: decoded already)."""
+    ready = prepare(app, delivery, msg, now)
+    if isinstance(ready, Outcome):
+        return ready
+    task, msg, ttl = ready
+    token = current_task.set(Reporter(app.broker, msg.id, ttl, app.serializer))
+    try:
+        if msg.chunk:
+            return run_chunk(task, msg, ttl)
+        return run_task(task, msg, delivery.attempt, ttl)
+    finally:
+        current_task.reset(token)
+
+
+async def execute_async(
+    app: App, delivery: Delivery, msg: message_codec.Message | None = None, now: float | None = None
+) -> Outcome:
+    """:func:`execute` for an async task, on the running event loop. ``update_progress``
+    reports for this coroutine: each asyncio task has a context of its own."""
+    ready = prepare(app, delivery, msg, now)
+    if isinstance(ready, Outcome):
+        return ready
+    task, msg, ttl = ready
+    current_task.set(Reporter(app.broker, msg.id, ttl, app.serializer))
+    if msg.chunk:
+        return await run_chunk_async(task, msg, ttl)
+    return await run_task_async(task, msg, delivery.attempt, ttl)
+
+
+Ready = tuple[Task[Any, Any], message_codec.Message, float]
+
+
+def prepare(
+    app: App, delivery: Delivery, msg: message_codec.Message | None, now: float | None
+) -> Outcome | Ready:
+    """The decisions taken before a task runs: an Outcome where it must not run, else
+    (its task, its message, its result TTL)."""
     ttl = app.settings.result_ttl
     if delivery.deliveries > app.settings.max_deliveries:
         reason = worker_lost_reason(delivery)
@@ -92,13 +145,7 @@ def execute(
     if msg.expires is not None and (now or time.time()) > msg.expires:
         record = error_record(msg.id, TaskRevoked, "expired before it ran", ttl, states.REVOKED)
         return Outcome("ack", record)
-    token = current_task.set(Reporter(app.broker, msg.id, ttl, app.serializer))
-    try:
-        if msg.chunk:
-            return run_chunk(task, msg, ttl)
-        return run_task(task, msg, delivery.attempt, ttl)
-    finally:
-        current_task.reset(token)
+    return task, msg, ttl
 
 
 def retry_policy(task: Task[Any, Any], msg: message_codec.Message) -> RetryPolicy:
@@ -115,18 +162,79 @@ def _dead(id: str, reason: str, ttl: float) -> Outcome:
 def run_task(task: Task[Any, Any], msg: message_codec.Message, attempt: int, ttl: float) -> Outcome:
     """Call the task and turn its return or exception into an Outcome."""
     started = time.perf_counter()
-    serializer = task.app.serializer
     try:
         if task.options.soft_time_limit is None:
             value = task.fn(*msg.args, **msg.kwargs)
         else:
             with soft_time_limit(task.options.soft_time_limit):
                 value = task.fn(*msg.args, **msg.kwargs)
-    except Retry as request:
-        cause = request.exc or request
-        return _failed(task, msg, attempt, cause, ttl, request.delay, asked=True)
     except (Exception, SoftTimeLimitExceeded, SystemExit) as exc:
-        return _failed(task, msg, attempt, exc, ttl)
+        return failure(task, msg, attempt, exc, ttl)
+    return success(task, msg, value, ttl, started)
+
+
+async def run_task_async(
+    task: Task[Any, Any], msg: message_codec.Message, attempt: int, ttl: float
+) -> Outcome:
+    """Await an async task within its time limits; its return or exception as an Outcome.
+
+    At ``soft_time_limit`` the coroutine is cancelled (it sees ``CancelledError`` at its
+    current ``await`` and may clean up) and fails with SoftTimeLimitExceeded; at the hard
+    ``time_limit`` likewise, with TimeLimitExceeded. Either may be retried by policy.
+    """
+    started = time.perf_counter()
+    limit = time_limit(task, msg)
+    stopped = hard_limit_message(task.name, msg.id, limit, "it was cancelled")
+    try:
+        value = await within_limits(
+            task.fn(*msg.args, **msg.kwargs), task.options.soft_time_limit, limit, stopped
+        )
+    except (Exception, SoftTimeLimitExceeded, SystemExit) as exc:
+        return failure(task, msg, attempt, exc, ttl)
+    return success(task, msg, value, ttl, started)
+
+
+async def within_limits(
+    awaitable: Awaitable[Any], soft: float | None, hard: float | None, stopped: str
+) -> Any:
+    """Await ``awaitable``; cancelled at ``soft`` seconds (SoftTimeLimitExceeded) or at
+    ``hard`` (TimeLimitExceeded with the message ``stopped``)."""
+    hard_timer, soft_timer = asyncio.timeout(hard), asyncio.timeout(soft)
+    try:
+        async with hard_timer, soft_timer:
+            return await awaitable
+    except TimeoutError as exc:
+        if hard_timer.expired():
+            raise TimeLimitExceeded(stopped) from exc
+        if soft_timer.expired():
+            raise SoftTimeLimitExceeded("soft time limit exceeded") from exc
+        raise  # the task's own TimeoutError
+
+
+def hard_limit_message(name: str, id: str, limit: float | None, what: str) -> str:
+    """How a hard time-limit failure reads, whoever enforced it."""
+    return f"task {name}[{id}] exceeded its hard time limit of {limit}s; {what}"
+
+
+def failure(
+    task: Task[Any, Any],
+    msg: message_codec.Message,
+    attempt: int,
+    exc: BaseException,
+    ttl: float,
+) -> Outcome:
+    """What a task's exception leads to: a retry (``Retry``, or an ``autoretry_for``
+    exception while retries are left) or a FAILURE result."""
+    if isinstance(exc, Retry):
+        return _failed(task, msg, attempt, exc.exc or exc, ttl, exc.delay, asked=True)
+    return _failed(task, msg, attempt, exc, ttl)
+
+
+def success(
+    task: Task[Any, Any], msg: message_codec.Message, value: Any, ttl: float, started: float
+) -> Outcome:
+    """A task's return value as a SUCCESS result (or a FAILURE, when it cannot be sent)."""
+    serializer = task.app.serializer
     try:
         record = value_record(msg.id, value, ttl, serializer)
     except (TypeError, ValueError) as exc:
@@ -230,12 +338,7 @@ def _retry_item(
     says so: its value, or the exception it finally failed with."""
     attempt = 0
     while True:
-        if isinstance(exc, Retry):
-            cause: BaseException = exc.exc or exc
-            delay = policy.retry_delay(cause, attempt, exc.delay, asked=True)
-        else:
-            cause = exc
-            delay = policy.retry_delay(exc, attempt)
+        cause, delay = _item_retry(policy, exc, attempt)
         if delay is None:
             return None, cause
         attempt += 1
@@ -244,6 +347,59 @@ def _retry_item(
             return fn(*item, **kwargs), None
         except (Exception, SystemExit) as again:
             exc = again
+
+
+def _item_retry(
+    policy: RetryPolicy, exc: BaseException, attempt: int
+) -> tuple[BaseException, float | None]:
+    """Whether a chunk's failed item runs again: (the exception it failed with, the delay
+    before its next try, or None)."""
+    if isinstance(exc, Retry):
+        return exc.exc or exc, policy.retry_delay(exc.exc or exc, attempt, exc.delay, asked=True)
+    return exc, policy.retry_delay(exc, attempt)
+
+
+async def run_chunk_async(task: Task[Any, Any], msg: message_codec.Message, ttl: float) -> Outcome:
+    """:func:`run_chunk` for an async task: items awaited one after the other on the event
+    loop, each retried in place; the chunk's time limits are the task's times its items."""
+    count = len(msg.args)
+    values: list[Any] = []
+    failures: list[tuple[int, BaseException]] = []
+    fn = _chunk_callable(task, msg.leading)
+    limit = time_limit(task, msg)
+    stopped = hard_limit_message(task.name, msg.id, limit, "it was cancelled")
+    soft = _scaled(task.options.soft_time_limit, count)
+    try:
+        items = _await_items(fn, msg, retry_policy(task, msg), values, failures)
+        await within_limits(items, soft, limit, stopped)
+    except (SoftTimeLimitExceeded, TimeLimitExceeded) as halted:
+        failures += [(index, halted) for index in range(len(values), count)]
+        values += [None] * (count - len(values))
+    return Outcome("ack", chunk_record(msg.id, values, failures, ttl, task.app.serializer))
+
+
+async def _await_items(
+    fn: Callable[..., Any],
+    msg: message_codec.Message,
+    policy: RetryPolicy,
+    values: list[Any],
+    failures: list[tuple[int, BaseException]],
+) -> None:
+    for index, item in enumerate(msg.args):
+        args = (item,) if msg.singles else item
+        attempt = 0
+        while True:
+            try:
+                values.append(await fn(*args, **msg.kwargs))
+                break
+            except (Exception, SystemExit) as exc:
+                cause, delay = _item_retry(policy, exc, attempt)
+                if delay is None:
+                    values.append(None)
+                    failures.append((index, cause))
+                    break
+                attempt += 1
+                await asyncio.sleep(delay)
 
 
 def _scaled(limit: float | None, items: int) -> float | None:
@@ -265,10 +421,26 @@ def _raise_soft_limit(signum: int, frame: FrameType | None) -> None:
 
 @contextlib.contextmanager
 def soft_time_limit(limit: float | None) -> Iterator[None]:
-    """Raise SoftTimeLimitExceeded in this (main) thread once ``limit`` seconds pass."""
-    if not limit or threading.current_thread() is not threading.main_thread():
+    """Raise SoftTimeLimitExceeded in this thread once ``limit`` seconds pass.
+
+    On the main thread a SIGALRM timer interrupts the task wherever it is. Other threads
+    (``--pool threads``) cannot take signals: a timer thread raises the exception in the
+    task's thread asynchronously, which Python delivers the next time that thread runs
+    Python code, so a task blocked in one C call (a socket read, ``time.sleep``) sees it
+    when that call returns. The hard time limit covers a call that never returns.
+    """
+    if not limit:
         yield
-        return
+    elif threading.current_thread() is threading.main_thread():
+        with _alarm(limit):
+            yield
+    else:
+        with _ThreadAlarm(limit):
+            yield
+
+
+@contextlib.contextmanager
+def _alarm(limit: float) -> Iterator[None]:
     previous = signal.signal(signal.SIGALRM, _raise_soft_limit)
     signal.setitimer(signal.ITIMER_REAL, limit)
     try:
@@ -276,3 +448,39 @@ def soft_time_limit(limit: float | None) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+class _ThreadAlarm:
+    """SoftTimeLimitExceeded raised asynchronously in the thread that entered, unless it
+    left first. Leaving clears an exception raised but not yet delivered, so it can never
+    surface after the task, in the worker's own code."""
+
+    def __init__(self, limit: float) -> None:
+        self._thread = threading.get_ident()
+        self._lock = threading.Lock()
+        self._armed = self._fired = False
+        self._timer = threading.Timer(limit, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> None:
+        self._armed = True
+        self._timer.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._armed = False
+            if self._fired:
+                _set_async_exc(self._thread, None)
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._armed:
+                self._fired = True
+                _set_async_exc(self._thread, SoftTimeLimitExceeded)
+
+
+def _set_async_exc(thread: int, kind: type[BaseException] | None) -> None:
+    """Raise ``kind`` in ``thread`` when it next runs Python code (None: cancel that)."""
+    exc = None if kind is None else ctypes.py_object(kind)
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), exc)

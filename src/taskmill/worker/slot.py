@@ -1,36 +1,48 @@
-"""A child's slot: what a worker child is doing, in shared memory its supervisor can read.
+"""A child's slot: what a worker child holds and runs, in shared memory its supervisor reads.
 
-The child writes; the supervisor reads only once the child is dead (it died, or the
-supervisor killed it at a hard time limit), so the two never race on the bytes::
+A child holds many messages at once: a batch of fast tasks, or up to its async limit of
+coroutines plus its threads' tasks. The slot is a table of fixed-size entries, one per
+held message; each entry has its own state, hard deadline and limit::
 
-    child  ── publish(batch) ──▶  [ batch record: id, queue, lease, deliveries, attempt, task ]
-           ── start(i, deadline)▶ [ running index, deadline ]     (a few stores per task)
-           ── finish() ────────▶  [ running index = -1 ]
-    supervisor, on the child's death: read() ──▶ which message was running, which to release
+    child  ── hold(delivery) ────▶ entry i: [ record: id, queue, lease, deliveries, attempt,
+                                              task ]  state HELD
+           ── start(i, limit) ───▶ entry i: state RUNNING, deadline = now + limit (+ backstop)
+           ── finish(i) ─────────▶ entry i: state HELD (ran; its ack is pending)
+           ── free(i) ───────────▶ entry i: state FREE (acknowledged, retried, dead-lettered)
+    supervisor, every tick: overdue(now) ──▶ is any running entry past its deadline?
+    supervisor, on the child's death: read() ──▶ which messages were running, which to release
 
-Plain shared memory costs nothing on the hot path: no pipe, no syscall per task.
+Only the child writes, each entry from the thread that owns it (entries are allocated under
+a lock); the supervisor reads entries' records only once the child is dead, so the two
+never race on the bytes. A record is written before its state, so an entry whose state
+says HELD or RUNNING has a complete record. Plain shared memory costs nothing on the hot
+path: no pipe, no syscall per task.
 """
 
 from __future__ import annotations
 
 import json
 import multiprocessing
+import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..brokers.base import Delivery
 
-__all__ = ["BatchEntry", "ChildSlot", "SlotState"]
+__all__ = ["BatchEntry", "ChildSlot", "SlotEntry", "SlotState"]
 
-RECORD_BYTES = 64 * 1024
-_RUNNING, _DEADLINE, _LENGTH, _LIMIT = range(4)
+#: bytes per entry's record; a message whose record is longer is not held (given back)
+ENTRY_BYTES = 512
+FREE, HELD, RUNNING = 0.0, 1.0, 2.0
+#: numbers per entry: state, deadline (monotonic; 0 = none), limit, record length
+_FIELDS = 4
+_STATE, _DEADLINE, _LIMIT, _LENGTH = range(_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
 class BatchEntry:
-    """One leased message of a child's batch, enough to release or settle it."""
+    """One leased message a child holds, enough to release or settle it."""
 
     id: str
     queue: str
@@ -44,66 +56,119 @@ class BatchEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class SlotState:
-    """What the supervisor reads: the batch, and the index running (or None)."""
+class SlotEntry:
+    """A held message as the supervisor reads it: running or not, and its deadline."""
 
-    batch: list[BatchEntry]
-    running: int | None
+    message: BatchEntry
+    running: bool
     deadline: float
     time_limit: float | None
 
+    def overdue(self, now: float) -> bool:
+        return self.running and bool(self.deadline) and now > self.deadline
+
+
+@dataclass(frozen=True, slots=True)
+class SlotState:
+    """Everything a child held when the supervisor read its slot."""
+
+    entries: list[SlotEntry]
+
+    def running(self) -> list[SlotEntry]:
+        return [e for e in self.entries if e.running]
+
+    def waiting(self) -> list[SlotEntry]:
+        return [e for e in self.entries if not e.running]
+
 
 class ChildSlot:
-    """Shared memory for one child, created by the supervisor before the fork."""
+    """Shared memory for one child, created by the supervisor before the fork.
 
-    def __init__(self) -> None:
+    ``capacity``: how many messages the child may hold at once.
+    """
+
+    def __init__(self, capacity: int = 64) -> None:
         ctx = multiprocessing.get_context("fork")
-        self._numbers: Any = ctx.RawArray("d", 4)
-        self._record: Any = ctx.RawArray("c", RECORD_BYTES)
+        self.capacity = capacity
+        self._numbers: Any = ctx.RawArray("d", capacity * _FIELDS)
+        self._records: Any = ctx.RawArray("c", capacity * ENTRY_BYTES)
+        self._lock = threading.Lock()
+        self._free: list[int] = []
         self.clear()
 
     def clear(self) -> None:
-        self._numbers[_RUNNING] = -1
-        self._numbers[_DEADLINE] = 0.0
-        self._numbers[_LENGTH] = 0
+        """Every entry free (a new child starts with an empty slot)."""
+        for index in range(self.capacity):
+            self._numbers[index * _FIELDS + _STATE] = FREE
+        self._free = list(range(self.capacity - 1, -1, -1))
 
     # -- child side -------------------------------------------------------------------
 
-    def publish(self, batch: Sequence[tuple[Delivery, str]]) -> int:
-        """Record a new batch of (delivery, task name); returns how many entries fit."""
-        self._numbers[_LENGTH] = 0
-        rows = [[d.id, d.queue, d.lease, d.deliveries, d.attempt, name] for d, name in batch]
-        data = json.dumps(rows).encode()
-        while len(data) > RECORD_BYTES and rows:
-            rows = rows[: len(rows) // 2]
-            data = json.dumps(rows).encode()
-        self._record[: len(data)] = data
-        self._numbers[_LENGTH] = len(data)
-        return len(rows)
+    def hold(self, delivery: Delivery, task: str) -> int | None:
+        """Record a held message; its entry's index, or None when the slot is full or
+        its record too long (the caller gives that message back)."""
+        row = [delivery.id, delivery.queue, delivery.lease, delivery.deliveries]
+        data = json.dumps([*row, delivery.attempt, task]).encode()
+        if len(data) > ENTRY_BYTES:
+            return None
+        with self._lock:
+            if not self._free:
+                return None
+            index = self._free.pop()
+        base = index * ENTRY_BYTES
+        self._records[base : base + len(data)] = data
+        self._numbers[index * _FIELDS + _LENGTH] = len(data)
+        self._numbers[index * _FIELDS + _STATE] = HELD
+        return index
 
-    def start(self, index: int, time_limit: float | None) -> None:
-        """Mark entry ``index`` as running, with its hard time limit (None: no limit)."""
-        self._numbers[_DEADLINE] = 0.0 if time_limit is None else time.monotonic() + time_limit
-        self._numbers[_LIMIT] = time_limit or 0.0
-        self._numbers[_RUNNING] = index
+    def start(self, index: int, time_limit: float | None, backstop: float = 0.0) -> None:
+        """Mark entry ``index`` running, with its hard time limit (None: no limit).
 
-    def finish(self) -> None:
-        self._numbers[_RUNNING] = -1
+        ``backstop``: extra seconds before the supervisor kills the child for it — for
+        tasks the child stops itself at the limit (coroutines, threads), so the kill only
+        happens when the child could not (its event loop is blocked)."""
+        at = index * _FIELDS
+        deadline = 0.0 if time_limit is None else time.monotonic() + time_limit + backstop
+        self._numbers[at + _DEADLINE] = deadline
+        self._numbers[at + _LIMIT] = time_limit or 0.0
+        self._numbers[at + _STATE] = RUNNING
+
+    def finish(self, index: int) -> None:
+        """The task of entry ``index`` ran; its message is still held until acknowledged."""
+        self._numbers[index * _FIELDS + _STATE] = HELD
+
+    def free(self, index: int) -> None:
+        """Entry ``index``'s message is settled (acknowledged, retried, dead-lettered)."""
+        self._numbers[index * _FIELDS + _STATE] = FREE
+        with self._lock:
+            self._free.append(index)
 
     # -- supervisor side --------------------------------------------------------------
 
     def overdue(self, now: float) -> bool:
-        """True when the running task is past its hard time limit."""
-        deadline = self._numbers[_DEADLINE]
-        return bool(self._numbers[_RUNNING] >= 0 and deadline and now > deadline)
+        """True when a running task is past its hard deadline."""
+        numbers = self._numbers[:]
+        for at in range(0, len(numbers), _FIELDS):
+            deadline = numbers[at + _DEADLINE]
+            if numbers[at + _STATE] == RUNNING and deadline and now > deadline:
+                return True
+        return False
 
     def read(self) -> SlotState:
-        length = int(self._numbers[_LENGTH])
-        rows = json.loads(bytes(self._record[:length])) if length else []
-        running = int(self._numbers[_RUNNING])
-        return SlotState(
-            batch=[BatchEntry(*row) for row in rows],
-            running=running if 0 <= running < len(rows) else None,
-            deadline=float(self._numbers[_DEADLINE]),
-            time_limit=float(self._numbers[_LIMIT]) or None,
-        )
+        numbers = self._numbers[:]
+        entries = []
+        for index in range(self.capacity):
+            at = index * _FIELDS
+            if numbers[at + _STATE] == FREE:
+                continue
+            base, length = index * ENTRY_BYTES, int(numbers[at + _LENGTH])
+            row = json.loads(bytes(self._records[base : base + length]))
+            entries.append(
+                SlotEntry(
+                    message=BatchEntry(*row),
+                    running=numbers[at + _STATE] == RUNNING,
+                    deadline=float(numbers[at + _DEADLINE]),
+                    time_limit=float(numbers[at + _LIMIT]) or None,
+                )
+            )
+        return SlotState(entries)

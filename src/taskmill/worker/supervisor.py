@@ -13,13 +13,16 @@
                  reserve ─▶ run ─▶ ack   (each a direct consumer of the broker)
 
 Each child has a :class:`ChildSlot` in shared memory that says which messages it holds
-and which one is running. When a child dies the supervisor settles that slot: the task
-that was running is put back *counting* the delivery (after ``max_deliveries`` it is
-dead-lettered as WorkerLost), and every other message the child held goes back at once
-without counting, so a poison message cannot take its batch-mates down with it.
+and which are running (one sync task, or many coroutines and thread tasks). When a child
+dies the supervisor settles that slot: each task that was running is put back *counting*
+the delivery (after ``max_deliveries`` it is dead-lettered as WorkerLost), and every
+other message the child held goes back at once without counting, so a poison message
+cannot take its batch-mates down with it. When the supervisor killed the child for a
+task past its hard limit, that task fails (TimeLimitExceeded, or a retry by policy) and
+the other running tasks go back uncounted: they did nothing wrong.
 
 Shutdown: the first SIGTERM or SIGINT drains — children stop reserving, give back the
-messages they have not started and finish the running task within ``grace`` seconds; a
+messages they have not started and finish the running tasks within ``grace`` seconds; a
 second signal (or the grace running out) is a cold stop: children are killed and their
 messages given back. Children ask the kernel to kill them if the supervisor dies, so they
 never outlive it. The supervisor starts no threads, so forking it is safe.
@@ -45,11 +48,12 @@ from types import FrameType
 
 from ..app import App
 from ..brokers import redact_url
-from ..errors import BrokerError, TimeLimitExceeded
+from ..errors import BrokerError, ConfigurationError, TimeLimitExceeded
 from ..result import error_record
 from ..retries import RetryPolicy
-from .child import Child
-from .slot import BatchEntry, ChildSlot
+from .child import POOLS, Child, slot_capacity
+from .execution import hard_limit_message
+from .slot import BatchEntry, ChildSlot, SlotEntry
 
 __all__ = ["Supervisor"]
 
@@ -74,7 +78,12 @@ class _Seat:
 
 
 class Supervisor:
-    """Runs ``concurrency`` children consuming ``queues`` until told to stop."""
+    """Runs ``concurrency`` children consuming ``queues`` until told to stop.
+
+    ``pool``: ``"prefork"`` (sync tasks one at a time per child) or ``"threads"`` (up to
+    ``threads`` sync tasks at once per child, in threads). In either, a child runs up to
+    ``async_limit`` async tasks at once on its event loop.
+    """
 
     def __init__(
         self,
@@ -83,14 +92,23 @@ class Supervisor:
         concurrency: int,
         max_tasks_per_child: int | None = None,
         grace: float = 30.0,
+        pool: str = "prefork",
+        threads: int = 8,
+        async_limit: int = 100,
     ) -> None:
+        if pool not in POOLS:
+            raise ConfigurationError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
+        if threads < 1 or async_limit < 1:
+            raise ConfigurationError("threads and async_limit must be at least 1")
         self.app = app
         self.queues = list(queues)
         self.concurrency = concurrency
         self.max_tasks_per_child = max_tasks_per_child
         self.grace = grace
+        self.pool, self.threads, self.async_limit = pool, threads, async_limit
         self.id = f"{socket.gethostname()}:{os.getpid()}"
-        self.seats = [_Seat(i) for i in range(concurrency)]
+        capacity = slot_capacity(pool, threads, async_limit)
+        self.seats = [_Seat(i, ChildSlot(capacity)) for i in range(concurrency)]
         self._ctx = multiprocessing.get_context("fork")
         self._signals: list[int] = []
         self._draining_since: float | None = None
@@ -114,13 +132,15 @@ class Supervisor:
                 self._spawn(seat)
             self._register()  # now with the children's pids
             logger.info(
-                "taskmill worker %s ready: app %s, broker %s, queues %s, %d children (pids %s)",
+                "taskmill worker %s ready: app %s, broker %s, queues %s, %d children (pids %s),"
+                " %s",
                 self.id,
                 self.app.name,
                 redact_url(self.app.broker_url),
                 ",".join(self.queues),
                 self.concurrency,
                 " ".join(str(s.process.pid) for s in self.seats if s.process),
+                self._pool_description(),
             )
             while self._alive_children() or self._draining_since is None:
                 self._tick(wake_r)
@@ -136,6 +156,10 @@ class Supervisor:
             self.app.close()
         logger.info("taskmill worker %s stopped", self.id)
         return 0
+
+    def _pool_description(self) -> str:
+        threads = f", {self.threads} threads" if self.pool == "threads" else ""
+        return f"pool {self.pool}{threads}, up to {self.async_limit} async tasks per child"
 
     def _tick(self, wake_r: int) -> None:
         sentinels = [s.process.sentinel for s in self.seats if s.process is not None]
@@ -183,6 +207,7 @@ class Supervisor:
                 consumer,
                 self.max_tasks_per_child,
                 os.getpid(),
+                (self.pool, self.threads, self.async_limit),
             ),
             name=f"taskmill-child-{seat.index}",
         )
@@ -196,28 +221,29 @@ class Supervisor:
         seat.process, seat.started = process, time.monotonic()
 
     def _settle(self, seat: _Seat, cause: str) -> None:
-        """A child is gone: give back what it held, and record a time-limit failure."""
+        """A child is gone: give back what it held, and record time-limit failures."""
         process = seat.process
         assert process is not None
         seat.process = None
         state = seat.slot.read()
         seat.slot.clear()
-        running = None if state.running is None else state.batch[state.running]
-        if process.exitcode != 0 or running is not None:
+        running = state.running()
+        if process.exitcode != 0 or running:
             logger.warning(
                 "child %s (pid %s) exited with %s (%s)%s",
                 seat.index,
                 process.pid,
                 _exit_description(process.exitcode),
                 cause,
-                f" while running {running.task}[{running.id}]" if running else "",
+                f" while running {_describe(running)}" if running else "",
             )
         try:
-            others = [e.delivery() for i, e in enumerate(state.batch) if i != state.running]
-            if others:
-                self.app.broker.release(others)
-            if running is not None:
-                self._settle_running(running, cause, state.time_limit)
+            waiting = [e.message.delivery() for e in state.waiting()]
+            if waiting:
+                self.app.broker.release(waiting)
+            now = time.monotonic()
+            for entry in running:
+                self._settle_running(entry, cause, now)
         except BrokerError as exc:
             # The messages stay leased and come back when their leases run out.
             logger.error("broker error while settling child %s: %s", seat.index, exc)
@@ -225,23 +251,22 @@ class Supervisor:
             seat.respawn_at = time.monotonic() + RESPAWN_PAUSE
         process.close()
 
-    def _settle_running(self, entry: BatchEntry, cause: str, limit: float | None) -> None:
+    def _settle_running(self, entry: SlotEntry, cause: str, now: float) -> None:
         broker = self.app.broker
-        delivery = entry.delivery()
+        delivery = entry.message.delivery()
         if cause == "cold stop":
             broker.release([delivery])
-        elif cause == "time limit":
-            self._time_limit_exceeded(entry, limit)
+        elif cause == "time limit" and entry.overdue(now):
+            self._time_limit_exceeded(entry.message, entry.time_limit)
+        elif cause == "time limit":  # killed for another task's overrun: not its fault
+            broker.release([delivery])
         else:
             broker.requeue(delivery)
 
     def _time_limit_exceeded(self, entry: BatchEntry, limit: float | None) -> None:
         """``limit``: the one the child ran the task with (the task's, or its message's)."""
         task = self.app.tasks.get(entry.task)
-        message = (
-            f"task {entry.task}[{entry.id}] exceeded its hard time limit of {limit}s; "
-            "its worker process was killed"
-        )
+        message = hard_limit_message(entry.task, entry.id, limit, "its worker process was killed")
         policy = task.options.retry if task else RetryPolicy()
         delay = policy.retry_delay(TimeLimitExceeded(message), entry.attempt)
         broker = self.app.broker
@@ -296,6 +321,7 @@ class Supervisor:
             "pid": os.getpid(),
             "app": self.app.name,
             "concurrency": self.concurrency,
+            "pool": self.pool,
             "queues": self.queues,
             "children": [s.process.pid for s in self.seats if s.process is not None],
             "started_at": self._started,
@@ -313,6 +339,11 @@ def _exit_description(code: int | None) -> str:
     return f"exit code {code}"
 
 
+def _describe(running: list[SlotEntry]) -> str:
+    shown = ", ".join(f"{e.message.task}[{e.message.id}]" for e in running[:5])
+    return shown + (f" and {len(running) - 5} more" if len(running) > 5 else "")
+
+
 def _child_main(
     app: App,
     queues: list[str],
@@ -320,7 +351,9 @@ def _child_main(
     consumer: str,
     max_tasks: int | None,
     parent_pid: int,
+    pool: tuple[str, int, int],
 ) -> None:
     signal.set_wakeup_fd(-1)
-    code = Child(app, queues, slot, consumer, max_tasks, parent_pid).run()
-    sys.exit(code)
+    kind, threads, async_limit = pool
+    child = Child(app, queues, slot, consumer, max_tasks, parent_pid, kind, threads, async_limit)
+    sys.exit(child.run())
