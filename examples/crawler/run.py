@@ -23,6 +23,8 @@ from taskmill.examples.crawler.tasks import PER_HOST, fetch
 from taskmill.examples.report import Report
 from taskmill.examples.workers import running_worker
 
+LABELS = {"200": "fetched", "404": "not found", "failed": "failed after their retries"}
+
 
 def outcome(result: Any) -> str:
     """``"200"``, ``"404"``…, or ``"failed"`` for a fetch that failed after its retries."""
@@ -52,13 +54,13 @@ def run(
     over = {host: peak for host, peak in site.peak.items() if peak > PER_HOST * concurrency}
     assert not over, f"more than {PER_HOST * concurrency} requests at once: {over}"
     retried = {url: hits - 1 for url, hits in site.hits.items() if hits > 1}
-    tally = Counter(outcomes.values())
+    tally = Counter(LABELS.get(got, f"HTTP {got}") for got in outcomes.values())
     return Report(
         "crawler",
         seconds,
         lines=[
             f"{len(urls)} URLs on {len(site.hosts)} hosts: "
-            + ", ".join(f"{count} {what}" for what, count in sorted(tally.items())),
+            + ", ".join(f"{count} {what}" for what, count in tally.most_common()),
             f"{site.requests} requests, {sum(retried.values())} of them retries "
             f"(flaky, stalling and broken pages)",
             f"most requests at once per host: {max(site.peak.values())} "
@@ -67,6 +69,7 @@ def run(
         details={
             "outcomes": outcomes,
             "hits": dict(site.hits),
+            "arrivals": dict(site.arrivals),
             "peak": dict(site.peak),
             "limit": PER_HOST * concurrency,
         },

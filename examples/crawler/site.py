@@ -12,7 +12,8 @@ and pages that don't, and a count of the requests each host has in progress.
 
 The crawler example needs no internet: it crawls this. Each host counts the requests it
 is handling, per ``Host`` header, and remembers the most at once (``peak``), so a test
-can check a per-host limit. A request counts from when its headers are read until its
+can check a per-host limit; and when each request for each URL arrived (``arrivals``), to
+see the backoff between retries. A request counts from when its headers are read until its
 answer is about to be sent (or, for a hung one, until the client hangs up): never longer
 than the client waits for it.
 """
@@ -23,7 +24,7 @@ import contextlib
 import select
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -60,6 +61,7 @@ class Site:
         self.flaky = flaky
         self.stall = stall
         self.hits: Counter[str] = Counter()  # requests per URL
+        self.arrivals: defaultdict[str, list[float]] = defaultdict(list)  # monotonic, per URL
         self.in_progress: Counter[str] = Counter()  # per Host header
         self.peak: Counter[str] = Counter()  # the most in progress at once, per Host header
         self._lock = threading.Lock()
@@ -117,6 +119,7 @@ class Site:
         """A request arrived; returns how many times ``url`` was asked for, this one too."""
         with self._lock:
             self.hits[url] += 1
+            self.arrivals[url].append(time.monotonic())
             self.in_progress[host] += 1
             self.peak[host] = max(self.peak[host], self.in_progress[host])
             return self.hits[url]

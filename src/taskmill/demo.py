@@ -7,7 +7,8 @@
       ├─ squares ─▶ taskmill.examples.squares.run.run(TMP/squares, …)
       │               starts `taskmill worker -A taskmill.examples.squares.tasks -c N`,
       │               sends the work, checks the results, stops the worker by pid
-      ├─ data, images, ml, crawler: the same, each with its own worker
+      ├─ data, images, ml: the same, each with its own worker
+      ├─ crawler: the same, and a local website (threads of this process) to crawl
       └─ a summary table; then the directory and the broker's doorbell sockets are removed
 
 The workloads are the examples' own code (``examples/`` is installed as
@@ -74,6 +75,12 @@ WORKLOADS = (
         "ml",
         "random forests on the digits dataset, a grid of 8 points cross-validated",
         {"trees": (20, 40), "depths": (8, None), "features": ("sqrt", "log2"), "folds": 3},
+    ),
+    Workload(
+        "crawler",
+        "async def tasks fetch 39 pages of a local site: retries, at most 4 per host at once",
+        {"pages": 8},
+        children=1,  # one event loop, many requests in flight; the per-host limit is per child
     ),
 )
 

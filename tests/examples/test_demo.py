@@ -114,10 +114,13 @@ def test_demo_runs_every_workload_checks_it_and_cleans_up(tmp_path, reaper):
     assert "equal to one process's" in output
     assert "every output equal to the one-process blur" in output
     assert "best:" in output
-    for name in ("squares", "data", "images", "ml"):
+    assert "39 URLs on 3 hosts: " in output
+    for crawled in ("33 fetched", "3 not found", "3 failed after their retries"):
+        assert crawled in output
+    for name in ("squares", "data", "images", "ml", "crawler"):
         assert f"│ {name}" in output  # a row of the summary table
     assert "temporary files removed" in output
-    assert len(tree.workers()) == 4  # one per workload
+    assert len(tree.workers()) == 5  # one per workload
     assert tree.kill_leftovers() == []
     assert list(temp.iterdir()) == []
 
