@@ -21,7 +21,7 @@ def parser(name: str, description: str | None) -> argparse.ArgumentParser:
     """An argument parser with the options every example takes."""
     found = argparse.ArgumentParser(
         prog=f"python -m taskmill.examples.{name}.run",
-        description=(description or "").strip().splitlines()[0],
+        description=" ".join((description or "").strip().split("\n\n")[0].split()),
     )
     found.add_argument(
         "-c", "--concurrency", type=int, default=2, help="worker processes (default: %(default)s)"

@@ -82,10 +82,14 @@ def _features(text: str) -> tuple[str | float, ...]:
 
 def main(argv: list[str] | None = None) -> int:
     arguments = script.parser("ml", __doc__)
-    arguments.add_argument("--trees", type=_trees, default=(25, 50, 100), help="n_estimators")
-    arguments.add_argument("--depths", type=_depths, default=(8, None), help="max_depth values")
     arguments.add_argument(
-        "--features", type=_features, default=("sqrt", "log2"), help="max_features values"
+        "--trees", type=_trees, default=(25, 50, 100), help="n_estimators, comma-separated"
+    )
+    arguments.add_argument(
+        "--depths", type=_depths, default=(8, None), help="max_depth, comma-separated"
+    )
+    arguments.add_argument(
+        "--features", type=_features, default=("sqrt", "log2"), help="max_features, comma-separated"
     )
     arguments.add_argument("--folds", type=int, default=5, help="cross-validation folds")
     return script.main(run, arguments, argv)
