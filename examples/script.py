@@ -2,7 +2,8 @@
 
 ``python -m taskmill.examples.NAME.run [-c N] [--dir DIR] [--no-progress] [OPTIONS]``
 runs the example's ``run(folder, concurrency, progress, **options)`` and prints its
-:class:`~taskmill.examples.report.Report`. Exit code 1 if a check failed.
+:class:`~taskmill.examples.report.Report`. Exit code 1 if a check failed, 130 after
+Ctrl-C (the worker is stopped either way: see :mod:`.workers`).
 """
 
 from __future__ import annotations
@@ -54,5 +55,8 @@ def main(
     except AssertionError as exc:
         print(f"check failed: {exc}")
         return 1
+    except KeyboardInterrupt:
+        print("interrupted: the worker is stopped")
+        return 130
     print(report.text())
     return 0
