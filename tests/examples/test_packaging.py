@@ -1,31 +1,38 @@
-"""The examples ship inside taskmill (``taskmill.examples``), so ``taskmill demo`` can run
-them from any install. pyproject.toml lists the packages (a folder outside ``src/`` cannot
-be found automatically): the list must name every package of both trees."""
+"""The examples ship inside taskmill (``taskmill.examples``), so ``taskmill demo`` runs
+their own code from any install. ``src/taskmill/examples`` is a symbolic link to
+``examples/``: setuptools finds the example packages through it (a wheel holds copies of
+the files), and an editable install stays a plain path that mypy can follow (which
+tests/unit/test_task.py relies on)."""
 
 from __future__ import annotations
 
-import tomllib
+import os
 from pathlib import Path
+
+from setuptools import find_packages
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _packages(top: Path, name: str) -> set[str]:
-    return {
-        ".".join([name, *init.parent.relative_to(top).parts])
-        for init in top.rglob("__init__.py")
-        if "__pycache__" not in init.parts
+def test_src_taskmill_examples_links_to_the_examples_folder():
+    link = ROOT / "src" / "taskmill" / "examples"
+
+    assert link.is_symlink()
+    assert os.readlink(link) == "../../examples"
+    assert link.resolve() == ROOT / "examples"
+
+
+def test_the_package_finder_sees_every_example_package():
+    expected = {
+        "taskmill.examples."
+        + init.parent.relative_to(ROOT / "examples").as_posix().replace("/", ".")
+        for init in (ROOT / "examples").glob("*/__init__.py")
     }
 
+    found = set(find_packages(ROOT / "src"))
 
-def test_pyproject_lists_every_package_of_src_and_examples():
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-
-    found = _packages(ROOT / "src" / "taskmill", "taskmill")
-    found |= _packages(ROOT / "examples", "taskmill.examples")
-
-    assert set(config["packages"]) == found
-    assert config["package-dir"] == {"": "src", "taskmill.examples": "examples"}
+    assert {"taskmill.examples", "taskmill.examples.squares", "taskmill.examples.crawler"} <= found
+    assert expected <= found
 
 
 def test_the_examples_import_from_the_installed_package():
