@@ -68,6 +68,11 @@ def run(
         ],
         details={
             "outcomes": outcomes,
+            "errors": {
+                url: f"{type(result).__name__}: {result}"
+                for url, result in zip(urls, results, strict=True)
+                if isinstance(result, BaseException)
+            },
             "hits": dict(site.hits),
             "arrivals": dict(site.arrivals),
             "peak": dict(site.peak),

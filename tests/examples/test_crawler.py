@@ -36,6 +36,9 @@ def test_every_page_ends_as_it_should_with_retries_and_never_over_the_host_limit
         assert outcome == OUTCOMES[kind], url
         assert hits[url] == REQUESTS[kind], url
     assert set(hits) == set(outcomes)
+    errors = report.details["errors"]
+    assert sorted(errors) == sorted(url for url in outcomes if "/broken/" in url)
+    assert all(e.startswith("ServerError: ") and "HTTP 500" in e for e in errors.values())
 
     # retries waited their backoff: 0.2 s doubling, jittered down to half of it at least
     for url, arrivals in report.details["arrivals"].items():
