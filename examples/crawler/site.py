@@ -6,7 +6,7 @@ and pages that don't, and a count of the requests each host has in progress.
     http://127.0.0.1:PORT1/  http://127.0.0.2:PORT2/  http://127.0.0.3:PORT3/
       one ThreadingHTTPServer per host, in threads of this process; every host serves:
 
-      /page/N     200 at once                  /slow/N     200 after DELAY seconds
+      /page/N     200 after LATENCY seconds    /slow/N     200 after DELAY seconds
       /flaky/N    503 FLAKY times, then 200    /stall/N    first request hangs, then 200
       /broken/N   500, always                  /missing/N  404, always
 
@@ -45,18 +45,21 @@ KINDS = {
 class Site:
     """The website: ``with Site() as site: site.urls(3)``.
 
-    ``delay``: seconds a slow page takes. ``flaky``: how many 503 answers a flaky page
-    gives before its 200. ``stall``: how long the first request for a stalling page
-    hangs (longer than the crawler's timeout), unless the client hangs up first.
+    ``latency``: seconds every answer takes, as from a real server. ``delay``: seconds a
+    slow page takes. ``flaky``: how many 503 answers a flaky page gives before its 200.
+    ``stall``: how long the first request for a stalling page hangs (longer than the
+    crawler's timeout), unless the client hangs up first.
     """
 
     def __init__(
         self,
         hosts: tuple[str, ...] = ("127.0.0.1", "127.0.0.2", "127.0.0.3"),
-        delay: float = 0.2,
+        latency: float = 0.05,
+        delay: float = 0.3,
         flaky: int = 2,
         stall: float = 10.0,
     ) -> None:
+        self.latency = latency
         self.delay = delay
         self.flaky = flaky
         self.stall = stall
@@ -151,11 +154,10 @@ class _Handler(BaseHTTPRequestHandler):
         times = site.begin(host, f"http://{host}{self.path}")
         ended = False
         try:
-            if kind == "slow":
-                time.sleep(site.delay)
-            elif kind == "stall" and times == 1:
+            if kind == "stall" and times == 1:
                 self._hang(site.stall)
                 return
+            time.sleep(site.delay if kind == "slow" else site.latency)
             status = _status(kind, times, site.flaky)
             site.end(host)
             ended = True
