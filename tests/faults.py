@@ -141,6 +141,12 @@ async def async_fail_then_succeed(log: str, failures: int) -> int:
     return fail_then_succeed(log, failures)
 
 
+async def async_cancel_itself() -> None:
+    """Raises CancelledError of its own accord (no time limit asked for it)."""
+    await asyncio.sleep(0)
+    raise asyncio.CancelledError("gave up")
+
+
 async def async_raise_own_error(message: str) -> None:
     await asyncio.sleep(0)
     raise TaskBoom(message)

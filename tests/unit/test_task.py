@@ -175,57 +175,53 @@ def test_tasks_of_a_script_run_as_main_are_named_after_the_script(tmp_path):
     assert out.stdout.strip() == "jobs.work", out.stderr
 
 
-def test_delay_is_type_checked_against_the_function_signature(tmp_path):
+def mypy_strict(tmp_path, source: str) -> subprocess.CompletedProcess[str]:
+    """mypy --strict on ``source``, written to a file of its own."""
     snippet = tmp_path / "typed.py"
-    snippet.write_text(
-        textwrap.dedent(
-            """
-            from taskmill import App
-            app = App("t")
-            @app.task
-            def add(x: int, y: int) -> int:
-                return x + y
-            r = add.delay(1, 2)
-            reveal_type(r)
-            add.delay("one", 2)
-            """
-        )
-    )
-    out = subprocess.run(
+    snippet.write_text(textwrap.dedent(source))
+    return subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(snippet)],
         capture_output=True,
         text=True,
         timeout=120,
+    )
+
+
+def test_delay_is_type_checked_against_the_function_signature(tmp_path):
+    out = mypy_strict(
+        tmp_path,
+        """
+        from taskmill import App
+        app = App("t")
+        @app.task
+        def add(x: int, y: int) -> int:
+            return x + y
+        r = add.delay(1, 2)
+        reveal_type(r)
+        add.delay("one", 2)
+        """,
     )
     assert re.search(r'Revealed type is "taskmill.result.Result\[(builtins\.)?int\]"', out.stdout)
     assert 'Argument 1 to "delay" of "Task" has incompatible type "str"' in out.stdout
 
 
 def test_an_async_task_delays_to_a_result_of_what_its_coroutine_returns(tmp_path):
-    snippet = tmp_path / "typed_async.py"
-    snippet.write_text(
-        textwrap.dedent(
-            """
-            from taskmill import App
-            app = App("t")
-            @app.task
-            async def fetch(url: str) -> bytes:
-                return url.encode()
-            @app.task(retries=2, time_limit=5)
-            async def fetch_again(url: str) -> bytes:
-                return url.encode()
-            reveal_type(fetch.delay("x"))
-            reveal_type(fetch_again.delay("x"))
-            reveal_type(fetch("x"))
-            fetch.delay(1)
-            """
-        )
-    )
-    out = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(snippet)],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    out = mypy_strict(
+        tmp_path,
+        """
+        from taskmill import App
+        app = App("t")
+        @app.task
+        async def fetch(url: str) -> bytes:
+            return url.encode()
+        @app.task(retries=2, time_limit=5)
+        async def fetch_again(url: str) -> bytes:
+            return url.encode()
+        reveal_type(fetch.delay("x"))
+        reveal_type(fetch_again.delay("x"))
+        reveal_type(fetch("x"))
+        fetch.delay(1)
+        """,
     )
     revealed = [
         t.replace("builtins.", "") for t in re.findall(r'Revealed type is "([^"]+)"', out.stdout)

@@ -12,7 +12,8 @@
                       release the messages not started yet; exit if the supervisor is gone
 
 Results are stored and messages acknowledged together (``Broker.ack``), after the task
-ran: a child killed halfway leaves its messages leased, and its supervisor puts them back.
+ran (:mod:`.holdings`): a child killed halfway leaves its messages leased, and its
+supervisor puts them back.
 Sync tasks in the default (prefork) pool run on the main thread one at a time, and the
 batch size adapts to their duration: fast tasks move in batches of up to ``MAX_BATCH``
 per round trip, slow ones one at a time, so no child hoards work another child could be
@@ -37,21 +38,20 @@ import queue
 import signal
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
 from types import FrameType
-from typing import Any, Literal
+from typing import Literal
 
 from .. import message as message_codec
 from .. import states
 from ..app import App
-from ..brokers.base import Delivery, ResultRecord
+from ..brokers.base import Delivery
 from ..errors import BrokerError, TimeLimitExceeded
 from ..message import Message
-from ..task import Task
-from .execution import Outcome, execute, execute_async, failure, hard_limit_message, time_limit
+from .execution import Outcome, execute, execute_async, failure, time_limit
+from .holdings import Held, Holdings
+from .limits import hard_limit_message
 from .pools import EventLoopThread, TaskThreads
 from .slot import ChildSlot
 
@@ -63,8 +63,6 @@ POOLS = ("prefork", "threads")
 MAX_BATCH = 64
 #: a batch should take about this long to run, so slow tasks are not hoarded
 BATCH_SECONDS = 0.02
-#: results are written at least this often while a batch runs
-FLUSH_SECONDS = 0.005
 RESERVE_WAIT = 0.5
 #: how often a waiting main thread and the results thread look at the clock
 TICK = 0.05
@@ -79,25 +77,6 @@ def slot_capacity(pool: str, threads: int, async_limit: int) -> int:
     """How many messages a child of this pool may hold: what it runs, plus a batch."""
     running = threads if pool == "threads" else 1
     return running + async_limit + MAX_BATCH
-
-
-@dataclass(eq=False, slots=True)
-class Held:
-    """A message the child holds: waiting, running, or ran with its ack pending."""
-
-    index: int  # its entry in the slot
-    delivery: Delivery
-    msg: Message | None
-    task: Task[Any, Any] | None
-    #: a thread task's hard deadline (monotonic; 0: none), and the limit it came from
-    deadline: float = 0.0
-    limit: float | None = None
-    #: a thread task failed at its deadline: its late outcome is dropped
-    abandoned: bool = False
-
-    @property
-    def is_async(self) -> bool:
-        return self.task is not None and self.task.is_async
 
 
 #: what the results thread receives: a task that finished (its outcome, None if it has
@@ -133,15 +112,10 @@ class Child:
         self.finished = threading.Event()
         self.done = 0
         self._avg_seconds = 0.0
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
-        self._held: dict[int, Held] = {}
-        self._waiting: deque[Held] = deque()
+        self.holdings = Holdings(app, slot)
+        self._lock = self.holdings.lock  # also guards the running counts below
         self._running_async = 0
         self._running_threads: dict[int, Held] = {}
-        self._pending_acks: list[Held] = []
-        self._pending_results: list[ResultRecord] = []
-        self._first_pending = 0.0
         #: whether the next reservation may bring async tasks: room on the event loop
         #: counts only then, so a child of a mixed app does not hoard sync tasks
         self._expect_async = any(t.is_async for t in app.tasks.values())
@@ -171,7 +145,7 @@ class Child:
         finally:
             self._done.put("stop")
             results.join(timeout=5)
-            self.flush()
+            self.holdings.flush()
             self.stopping.set()
             self.finished.set()
             heartbeat.join(timeout=5)
@@ -206,26 +180,25 @@ class Child:
     def _step(self) -> None:
         """Start what can start; then reserve more if there is room, else wait for it."""
         self._start_waiting()
+        self.holdings.flush()  # results of the tasks run here are stored before blocking below
         size = self._reserve_size()
         if size <= 0 or self._should_stop():
-            self.flush()
             self._wait_for_change()
             return
-        self.flush()  # results of the tasks run here are stored before blocking below
         lease_s = self.app.settings.lease_s
         batch = self.app.broker.reserve(self.queues, size, lease_s, RESERVE_WAIT, self.consumer)
         if batch:
             self._take(batch)
 
     def _wait_for_change(self) -> None:
-        with self._changed:
-            self._changed.wait(TICK)
+        with self.holdings.changed:
+            self.holdings.changed.wait(TICK)
 
     def _reserve_size(self) -> int:
         """How many messages to reserve: room to start them all at once, 0 while held
         messages still wait to start."""
         with self._lock:
-            if self._waiting:
+            if self.holdings.waiting:
                 return 0
             running = self._running_async + len(self._running_threads)
             async_room = self.async_limit - self._running_async if self._expect_async else 0
@@ -234,7 +207,7 @@ class Child:
                 sync_room = max(free, self._batch_size()) if free > 0 else 0
             else:
                 sync_room = self._batch_size()
-            size = min(async_room + sync_room, self.slot.capacity - len(self._held))
+            size = min(async_room + sync_room, self.slot.capacity - len(self.holdings))
         if self.max_tasks is not None:
             size = min(size, self.max_tasks - self.done - running)
         return size
@@ -256,12 +229,9 @@ class Child:
                 continue
             held = Held(index, delivery, msg, self.app.tasks.get(msg.task) if msg else None)
             saw_async = saw_async or held.is_async
-            with self._lock:
-                self._held[index] = held
-                if delivery.id not in finished:
-                    self._waiting.append(held)
+            self.holdings.add(held, waiting=delivery.id not in finished)
             if delivery.id in finished:
-                self._ack_later(held, None)
+                self.holdings.ack_later(held, None)
         self._expect_async = saw_async
         if refused:
             self.app.broker.release(refused)
@@ -293,12 +263,14 @@ class Child:
         that starts elsewhere (event loop, thread) before one that would run here and
         keep this thread busy."""
         with self._lock:
-            chosen = next(filter(self._room_elsewhere, self._waiting), None)
+            chosen = None
+            if self._expect_async or self.pool == "threads":  # else none runs elsewhere
+                chosen = next(filter(self._room_elsewhere, self.holdings.waiting), None)
             if chosen is None and self.pool == "prefork":
-                chosen = next((h for h in self._waiting if not h.is_async), None)
+                chosen = next((h for h in self.holdings.waiting if not h.is_async), None)
             if chosen is None:
                 return None
-            self._waiting.remove(chosen)
+            self.holdings.waiting.remove(chosen)
             if chosen.is_async:
                 self._running_async += 1
             elif self.pool == "threads":
@@ -314,8 +286,8 @@ class Child:
     def _run_here(self, held: Held) -> None:
         """A sync task in the prefork pool: on this thread, killed with the process at its
         hard limit, SIGALRM for its soft limit."""
-        if self._pending_acks and self._flush_due():
-            self.flush()
+        if self.holdings.flush_due(self._avg_seconds):
+            self.holdings.flush()
         self.slot.start(held.index, time_limit(held.task, held.msg))
         started = time.perf_counter()
         outcome = execute(self.app, held.delivery, held.msg)
@@ -324,11 +296,11 @@ class Child:
         self._avg_seconds = took if not self._avg_seconds else 0.8 * self._avg_seconds + 0.2 * took
         with self._lock:
             self.done += 1
-        self._apply(held, outcome)
+        self.holdings.apply(held, outcome)
         if took > BATCH_SECONDS:
             # A slow task in a batch sized for fast ones (the work changed): hand the rest
             # back at once, so idle children take it instead of it waiting behind this one.
-            self._release_waiting(lambda h: not h.is_async)
+            self.holdings.release_waiting(lambda h: not h.is_async)
 
     def _start_async(self, held: Held) -> None:
         self.slot.start(held.index, time_limit(held.task, held.msg), BACKSTOP_S)
@@ -338,7 +310,7 @@ class Child:
     def _finished_async(self, held: Held, future: Future[Outcome]) -> None:
         try:
             outcome: Outcome | None = future.result()
-        except BaseException as exc:  # the loop went away under it: the message goes back
+        except BaseException as exc:  # the loop went away under it, or it was cancelled
             logger.error("async task %s stopped without an outcome: %r", held.delivery.id, exc)
             outcome = None
         self._done.put((held, outcome))
@@ -372,11 +344,11 @@ class Child:
                     if isinstance(item, tuple):
                         self._complete(*item)
                 self._abandon_overdue()
-                self.flush()
+                self.holdings.flush()
             except Exception:  # never expected; this thread must outlive it all the same
                 logger.exception("applying task outcomes failed")
-            with self._changed:
-                self._changed.notify_all()
+            with self.holdings.changed:
+                self.holdings.changed.notify_all()
             if "stop" in items:
                 return
 
@@ -406,9 +378,11 @@ class Child:
             self.done += 1
         self.slot.finish(held.index)
         if outcome is None:
-            self._guard(held, lambda: self.app.broker.release([held.delivery]))
+            # As if its worker had died running it: delivered again, counted, so a task
+            # that always ends this way is dead-lettered instead of looping.
+            self.holdings.settle(held, lambda: self.app.broker.requeue(held.delivery))
         else:
-            self._apply(held, outcome)
+            self.holdings.apply(held, outcome)
 
     def _abandon_overdue(self) -> None:
         """A thread task past its hard limit cannot be stopped: record TimeLimitExceeded
@@ -429,102 +403,23 @@ class Child:
             ttl = self.app.result_ttl(held.task)
             exc = TimeLimitExceeded(message)
             self.slot.finish(held.index)
-            self._apply(held, failure(held.task, held.msg, held.delivery.attempt, exc, ttl))
+            self.holdings.apply(held, failure(held.task, held.msg, held.delivery.attempt, exc, ttl))
             logger.error("%s: this child takes no more work and exits", message)
             self.recycling.set()
-
-    # -- outcomes and acks ------------------------------------------------------------
-
-    def _apply(self, held: Held, outcome: Outcome) -> None:
-        broker = self.app.broker
-        delivery = held.delivery
-        if outcome.action == "ack":
-            self._ack_later(held, outcome.result)
-        elif outcome.action == "retry":
-            self.flush()
-            self._guard(held, lambda: broker.retry(delivery, outcome.delay))
-        else:
-            self.flush()
-            self._guard(held, lambda: broker.dead_letter(delivery, outcome.reason, outcome.result))
-            logger.error("message %s dead-lettered: %s", delivery.id, outcome.reason)
-
-    def _guard(self, held: Held, settle: Callable[[], object]) -> None:
-        """Settle one message; on a broker error it stays leased and comes back when its
-        lease ends. Either way this child lets go of it."""
-        try:
-            settle()
-        except BrokerError as exc:
-            logger.error("broker error settling message %s: %s", held.delivery.id, exc)
-        self._forget([held])
-
-    def _forget(self, settled: Sequence[Held]) -> None:
-        with self._lock:
-            for held in settled:
-                self._held.pop(held.index, None)
-        for held in settled:
-            self.slot.free(held.index)
-
-    def _ack_later(self, held: Held, result: ResultRecord | None) -> None:
-        with self._lock:
-            if not self._pending_acks:
-                self._first_pending = time.monotonic()
-            self._pending_acks.append(held)
-            if result is not None:
-                self._pending_results.append(result)
-
-    def _flush_due(self) -> bool:
-        """Before the next task: flush if results waited long, or the next may be slow."""
-        waited = time.monotonic() - self._first_pending
-        return waited >= FLUSH_SECONDS or self._avg_seconds >= FLUSH_SECONDS
-
-    def flush(self) -> None:
-        """Store pending results and acknowledge their messages, in one broker call."""
-        with self._lock:
-            if not self._pending_acks:
-                return
-            acks, results = self._pending_acks, self._pending_results
-            self._pending_acks, self._pending_results = [], []
-        try:
-            accepted = self.app.broker.ack([h.delivery for h in acks], results)
-        except BrokerError as exc:
-            logger.error("broker error acknowledging %d message(s): %s", len(acks), exc)
-            accepted = [True] * len(acks)  # they come back when their leases end
-        finally:
-            self._forget(acks)
-        stale = [h.delivery.id for h, ok in zip(acks, accepted, strict=True) if not ok]
-        if stale:
-            logger.warning(
-                "stale lease, ack rejected for %d message(s) (another worker holds them, or"
-                " an earlier try of this ack already removed them): %s", len(stale), stale,
-            )
 
     # -- stopping ---------------------------------------------------------------------
 
     def _drain(self) -> None:
         """Give back what has not started; wait for what runs (the supervisor's grace
         bounds the wait after SIGTERM). Abandoned threads are not waited for."""
-        self._release_waiting()
-        with self._changed:
+        self.holdings.release_waiting()
+        with self.holdings.changed:
             while self._running_async or any(
                 not h.abandoned for h in self._running_threads.values()
             ):
-                self._changed.wait(TICK)
+                self.holdings.changed.wait(TICK)
         if self.recycling.is_set():
             logger.info("child recycled after a thread task overran its hard time limit")
-
-    def _release_waiting(self, which: Callable[[Held], bool] = lambda held: True) -> None:
-        """Give back at once (not counting the delivery) held messages not started."""
-        with self._lock:
-            given = [h for h in self._waiting if which(h)]
-            self._waiting = deque(h for h in self._waiting if not which(h))
-        if not given:
-            return
-        try:
-            self.app.broker.release([h.delivery for h in given])
-            logger.info("released %d prefetched message(s)", len(given))
-        except BrokerError as exc:
-            logger.error("broker error releasing prefetched messages: %s", exc)
-        self._forget(given)
 
     # -- heartbeat thread -------------------------------------------------------------
 
@@ -540,7 +435,7 @@ class Child:
                 if released:
                     return
                 released = True
-                self._release_waiting()
+                self.holdings.release_waiting()
                 continue
             if os.getppid() != self.parent_pid:
                 logger.error("supervisor %d is gone; child exiting", self.parent_pid)
@@ -550,8 +445,7 @@ class Child:
                 _guard("renew leases", self._extend_held)
 
     def _extend_held(self) -> None:
-        with self._lock:
-            held = [h.delivery for h in self._held.values()]
+        held = self.holdings.deliveries()
         if held:
             self.app.broker.extend(held, self.app.settings.lease_s)
 

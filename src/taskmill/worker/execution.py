@@ -23,16 +23,11 @@ interrupt it, and what it returned or raised becomes an Outcome by the same func
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import functools
 import logging
-import signal
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
-from types import FrameType
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import message as message_codec
@@ -53,13 +48,13 @@ from ..progress import Reporter, current_task
 from ..result import chunk_record, error_record, exception_record, value_record
 from ..retries import RetryPolicy
 from ..task import Task
+from .limits import hard_limit_message, soft_time_limit, within_limits
 
 __all__ = [
     "Outcome",
     "execute",
     "execute_async",
     "failure",
-    "hard_limit_message",
     "retry_policy",
     "run_chunk",
     "time_limit",
@@ -189,31 +184,11 @@ async def run_task_async(
         value = await within_limits(
             task.fn(*msg.args, **msg.kwargs), task.options.soft_time_limit, limit, stopped
         )
-    except (Exception, SoftTimeLimitExceeded, SystemExit) as exc:
+    # A CancelledError that gets here is the task's own (the time limits' cancellations
+    # come out of within_limits as TimeoutErrors): it fails, as any exception would.
+    except (Exception, SoftTimeLimitExceeded, SystemExit, asyncio.CancelledError) as exc:
         return failure(task, msg, attempt, exc, ttl)
     return success(task, msg, value, ttl, started)
-
-
-async def within_limits(
-    awaitable: Awaitable[Any], soft: float | None, hard: float | None, stopped: str
-) -> Any:
-    """Await ``awaitable``; cancelled at ``soft`` seconds (SoftTimeLimitExceeded) or at
-    ``hard`` (TimeLimitExceeded with the message ``stopped``)."""
-    hard_timer, soft_timer = asyncio.timeout(hard), asyncio.timeout(soft)
-    try:
-        async with hard_timer, soft_timer:
-            return await awaitable
-    except TimeoutError as exc:
-        if hard_timer.expired():
-            raise TimeLimitExceeded(stopped) from exc
-        if soft_timer.expired():
-            raise SoftTimeLimitExceeded("soft time limit exceeded") from exc
-        raise  # the task's own TimeoutError
-
-
-def hard_limit_message(name: str, id: str, limit: float | None, what: str) -> str:
-    """How a hard time-limit failure reads, whoever enforced it."""
-    return f"task {name}[{id}] exceeded its hard time limit of {limit}s; {what}"
 
 
 def failure(
@@ -276,24 +251,41 @@ def _failed(
 
 def run_chunk(task: Task[Any, Any], msg: message_codec.Message, ttl: float) -> Outcome:
     """Run every item of a chunk message; one SUCCESS result holds each item's outcome."""
-    values: list[Any] = []
-    failures: list[tuple[int, BaseException]] = []
-    count = len(msg.args)
+    results = _ChunkResults(len(msg.args))
     try:
         fn = _chunk_callable(task, msg.leading)
     except Exception as exc:  # an Executor's initializer failed here: every item fails
-        failures = [(index, exc) for index in range(count)]
-        return Outcome(
-            "ack", chunk_record(msg.id, [None] * count, failures, ttl, task.app.serializer)
-        )
+        results.halt(exc)
+        return results.outcome(task, msg, ttl)
     try:
-        with soft_time_limit(_scaled(task.options.soft_time_limit, count)):
-            _run_items(fn, msg, retry_policy(task, msg), values, failures)
+        with soft_time_limit(_scaled(task.options.soft_time_limit, results.count)):
+            _run_items(fn, msg, retry_policy(task, msg), results)
     except SoftTimeLimitExceeded as stopped:
-        # the item running and the ones not started fail; the chunk's result is stored
-        failures += [(index, stopped) for index in range(len(values), count)]
-        values += [None] * (count - len(values))
-    return Outcome("ack", chunk_record(msg.id, values, failures, ttl, task.app.serializer))
+        results.halt(stopped)
+    return results.outcome(task, msg, ttl)
+
+
+@dataclass(slots=True)
+class _ChunkResults:
+    """Each item's value or exception, as a chunk runs."""
+
+    count: int
+    values: list[Any] = field(default_factory=list)
+    failures: list[tuple[int, BaseException]] = field(default_factory=list)
+
+    def add(self, index: int, value: Any, error: BaseException | None) -> None:
+        self.values.append(value)
+        if error is not None:
+            self.failures.append((index, error))
+
+    def halt(self, exc: BaseException) -> None:
+        """The item running and the ones not started fail with ``exc``."""
+        self.failures += [(index, exc) for index in range(len(self.values), self.count)]
+        self.values += [None] * (self.count - len(self.values))
+
+    def outcome(self, task: Task[Any, Any], msg: message_codec.Message, ttl: float) -> Outcome:
+        serializer = task.app.serializer
+        return Outcome("ack", chunk_record(msg.id, self.values, self.failures, ttl, serializer))
 
 
 def _chunk_callable(task: Task[Any, Any], leading: tuple[Any, ...]) -> Callable[..., Any]:
@@ -307,24 +299,19 @@ def _chunk_callable(task: Task[Any, Any], leading: tuple[Any, ...]) -> Callable[
 
 
 def _run_items(
-    fn: Callable[..., Any],
-    msg: message_codec.Message,
-    policy: RetryPolicy,
-    values: list[Any],
-    failures: list[tuple[int, BaseException]],
+    fn: Callable[..., Any], msg: message_codec.Message, policy: RetryPolicy, results: _ChunkResults
 ) -> None:
     kwargs = msg.kwargs
     singles = msg.singles
     for index, item in enumerate(msg.args):
         try:
             # an item that is not an argument list fails on its own, with a TypeError
-            values.append(fn(item, **kwargs) if singles else fn(*item, **kwargs))
+            value = fn(item, **kwargs) if singles else fn(*item, **kwargs)
+            error = None
         except (Exception, SystemExit) as exc:
             args = (item,) if singles else item
             value, error = _retry_item(fn, args, kwargs, policy, exc)
-            values.append(value)
-            if error is not None:
-                failures.append((index, error))
+        results.add(index, value, error)
 
 
 def _retry_item(
@@ -362,44 +349,41 @@ def _item_retry(
 async def run_chunk_async(task: Task[Any, Any], msg: message_codec.Message, ttl: float) -> Outcome:
     """:func:`run_chunk` for an async task: items awaited one after the other on the event
     loop, each retried in place; the chunk's time limits are the task's times its items."""
-    count = len(msg.args)
-    values: list[Any] = []
-    failures: list[tuple[int, BaseException]] = []
+    results = _ChunkResults(len(msg.args))
     fn = _chunk_callable(task, msg.leading)
     limit = time_limit(task, msg)
     stopped = hard_limit_message(task.name, msg.id, limit, "it was cancelled")
-    soft = _scaled(task.options.soft_time_limit, count)
+    soft = _scaled(task.options.soft_time_limit, results.count)
+    items = _await_items(fn, msg, retry_policy(task, msg), results)
     try:
-        items = _await_items(fn, msg, retry_policy(task, msg), values, failures)
         await within_limits(items, soft, limit, stopped)
     except (SoftTimeLimitExceeded, TimeLimitExceeded) as halted:
-        failures += [(index, halted) for index in range(len(values), count)]
-        values += [None] * (count - len(values))
-    return Outcome("ack", chunk_record(msg.id, values, failures, ttl, task.app.serializer))
+        results.halt(halted)
+    return results.outcome(task, msg, ttl)
 
 
 async def _await_items(
-    fn: Callable[..., Any],
-    msg: message_codec.Message,
-    policy: RetryPolicy,
-    values: list[Any],
-    failures: list[tuple[int, BaseException]],
+    fn: Callable[..., Any], msg: message_codec.Message, policy: RetryPolicy, results: _ChunkResults
 ) -> None:
     for index, item in enumerate(msg.args):
         args = (item,) if msg.singles else item
-        attempt = 0
-        while True:
-            try:
-                values.append(await fn(*args, **msg.kwargs))
-                break
-            except (Exception, SystemExit) as exc:
-                cause, delay = _item_retry(policy, exc, attempt)
-                if delay is None:
-                    values.append(None)
-                    failures.append((index, cause))
-                    break
-                attempt += 1
-                await asyncio.sleep(delay)
+        results.add(index, *await _await_item(fn, args, msg.kwargs, policy))
+
+
+async def _await_item(
+    fn: Callable[..., Any], args: Any, kwargs: dict[str, Any], policy: RetryPolicy
+) -> tuple[Any, BaseException | None]:
+    """One item of an async chunk, retried in place: its value, or its last exception."""
+    attempt = 0
+    while True:
+        try:
+            return await fn(*args, **kwargs), None
+        except (Exception, SystemExit) as exc:
+            cause, delay = _item_retry(policy, exc, attempt)
+            if delay is None:
+                return None, cause
+            attempt += 1
+            await asyncio.sleep(delay)
 
 
 def _scaled(limit: float | None, items: int) -> float | None:
@@ -413,74 +397,3 @@ def time_limit(task: Task[Any, Any] | None, msg: message_codec.Message | None) -
         return None
     limit = msg.time_limit if msg.time_limit is not None else task.options.time_limit
     return _scaled(limit, len(msg.args)) if msg.chunk else limit
-
-
-def _raise_soft_limit(signum: int, frame: FrameType | None) -> None:
-    raise SoftTimeLimitExceeded("soft time limit exceeded")
-
-
-@contextlib.contextmanager
-def soft_time_limit(limit: float | None) -> Iterator[None]:
-    """Raise SoftTimeLimitExceeded in this thread once ``limit`` seconds pass.
-
-    On the main thread a SIGALRM timer interrupts the task wherever it is. Other threads
-    (``--pool threads``) cannot take signals: a timer thread raises the exception in the
-    task's thread asynchronously, which Python delivers the next time that thread runs
-    Python code, so a task blocked in one C call (a socket read, ``time.sleep``) sees it
-    when that call returns. The hard time limit covers a call that never returns.
-    """
-    if not limit:
-        yield
-    elif threading.current_thread() is threading.main_thread():
-        with _alarm(limit):
-            yield
-    else:
-        with _ThreadAlarm(limit):
-            yield
-
-
-@contextlib.contextmanager
-def _alarm(limit: float) -> Iterator[None]:
-    previous = signal.signal(signal.SIGALRM, _raise_soft_limit)
-    signal.setitimer(signal.ITIMER_REAL, limit)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-class _ThreadAlarm:
-    """SoftTimeLimitExceeded raised asynchronously in the thread that entered, unless it
-    left first. Leaving clears an exception raised but not yet delivered, so it can never
-    surface after the task, in the worker's own code."""
-
-    def __init__(self, limit: float) -> None:
-        self._thread = threading.get_ident()
-        self._lock = threading.Lock()
-        self._armed = self._fired = False
-        self._timer = threading.Timer(limit, self._fire)
-        self._timer.daemon = True
-
-    def __enter__(self) -> None:
-        self._armed = True
-        self._timer.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._timer.cancel()
-        with self._lock:
-            self._armed = False
-            if self._fired:
-                _set_async_exc(self._thread, None)
-
-    def _fire(self) -> None:
-        with self._lock:
-            if self._armed:
-                self._fired = True
-                _set_async_exc(self._thread, SoftTimeLimitExceeded)
-
-
-def _set_async_exc(thread: int, kind: type[BaseException] | None) -> None:
-    """Raise ``kind`` in ``thread`` when it next runs Python code (None: cancel that)."""
-    exc = None if kind is None else ctypes.py_object(kind)
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), exc)

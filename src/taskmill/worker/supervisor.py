@@ -52,7 +52,7 @@ from ..errors import BrokerError, ConfigurationError, TimeLimitExceeded
 from ..result import error_record
 from ..retries import RetryPolicy
 from .child import POOLS, Child, slot_capacity
-from .execution import hard_limit_message
+from .limits import hard_limit_message
 from .slot import BatchEntry, ChildSlot, SlotEntry
 
 __all__ = ["Supervisor"]
