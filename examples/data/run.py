@@ -95,7 +95,12 @@ def run(
 def main(argv: list[str] | None = None) -> int:
     arguments = script.parser("data", __doc__)
     arguments.add_argument("--values", type=int, default=20_000_000, help="dataset size")
-    arguments.add_argument("--chunks", type=int, default=32, help="tasks to split it into")
+    arguments.add_argument(
+        "--chunks",
+        type=int,
+        default=32,
+        help="tasks per round, at most (a chunk is whole blocks of 2**20 values)",
+    )
     return script.main(run, arguments, argv)
 
 
