@@ -18,6 +18,7 @@ import click
 from . import __version__
 from .app import App
 from .brokers import redact_url
+from .demo import demo
 from .errors import TaskmillError
 from .worker.child import POOLS
 
@@ -280,6 +281,9 @@ def _print_workers(workers: list[dict[str, Any]]) -> None:
             f"{w.get('concurrency', '?')!s:>5} {','.join(w.get('queues', [])):<16} "
             f"{age:.1f}s ago"
         )
+
+
+cli.add_command(demo)
 
 
 def main() -> None:

@@ -100,7 +100,7 @@ def test_the_readme_quick_start_works_as_written(workspace):
     assert len(worker.children()) == (os.cpu_count() or 1)
 
 
-def test_the_readme_main_job_runs_the_quick_start_and_a_thousand_tasks(tmp_path):
+def test_the_quick_start_script_runs_the_client_and_a_thousand_tasks(tmp_path):
     for name in ("tasks.py", "client.py", "run.py"):
         shutil.copy(QUICKSTART / name, tmp_path / name)
     env = {k: v for k, v in os.environ.items() if k != "TASKMILL_BROKER"}

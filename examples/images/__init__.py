@@ -1,0 +1,1 @@
+"""Images: Gaussian-blur a folder of images on workers, with Pillow."""
