@@ -32,6 +32,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "Broker",
@@ -41,7 +42,18 @@ __all__ = [
     "QueueStats",
     "ResultRecord",
     "StoredResult",
+    "Wanted",
 ]
+
+
+class Wanted(NamedTuple):
+    """What a consumer asks ``reserve`` for (its arguments, in order)."""
+
+    queues: list[str]
+    max_count: int
+    lease_s: float
+    wait_s: float
+    consumer: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,9 +179,18 @@ class Broker(ABC):
     ) -> tuple[list[bool], list[Delivery]]:
         """``ack(deliveries, results)``, then ``reserve(queues, …)``: what a consumer does
         between two batches. The ack is done before the reserve may block. Brokers that
-        can do both in one round trip override this."""
+        can do both in one round trip override ``_ack_and_lease``."""
+        want = Wanted(list(dict.fromkeys(queues)), max_count, lease_s, wait_s, consumer)
+        if not (deliveries or results) or not want.queues or max_count <= 0:
+            return Broker._ack_and_lease(self, deliveries, results, want)
+        return self._ack_and_lease(deliveries, results, want)
+
+    def _ack_and_lease(
+        self, deliveries: Sequence[Delivery], results: Sequence[ResultRecord], want: Wanted
+    ) -> tuple[list[bool], list[Delivery]]:
+        """Both steps of ``ack_and_reserve``, with something to ack and to reserve."""
         accepted = self.ack(deliveries, results)
-        return accepted, self.reserve(queues, max_count, lease_s, wait_s, consumer)
+        return accepted, self.reserve(*want)
 
     @abstractmethod
     def extend(self, deliveries: Sequence[Delivery], lease_s: float) -> list[bool]:

@@ -66,6 +66,7 @@ from .base import (
     QueueStats,
     ResultRecord,
     StoredResult,
+    Wanted,
 )
 
 __all__ = ["RedisBroker"]
@@ -283,30 +284,19 @@ class RedisBroker(Broker):
         token = uuid.uuid4().hex
         keys = [k for q in queues for k in self._queue_keys(q)]
         reply = self._script("reserve", keys, [max_count, lease_s, token])
-        return self._reserve_rest(queues, keys, reply, token, max_count, lease_s, wait_s)
+        return self._reserve_rest(Wanted(queues, max_count, lease_s, wait_s), keys, reply, token)
 
-    def ack_and_reserve(
-        self,
-        deliveries: Sequence[Delivery],
-        results: Sequence[ResultRecord],
-        queues: Sequence[str],
-        max_count: int,
-        lease_s: float,
-        wait_s: float,
-        consumer: str = "",
+    def _ack_and_lease(
+        self, deliveries: Sequence[Delivery], results: Sequence[ResultRecord], want: Wanted
     ) -> tuple[list[bool], list[Delivery]]:
         """The ack script and a first, non-blocking reserve in one round trip."""
-        queues = list(dict.fromkeys(queues))
-        if not (deliveries or results) or not queues or max_count <= 0:
-            return super().ack_and_reserve(
-                deliveries, results, queues, max_count, lease_s, wait_s, consumer
-            )
         token = uuid.uuid4().hex
-        keys = [k for q in queues for k in self._queue_keys(q)]
+        keys = [k for q in want.queues for k in self._queue_keys(q)]
         ack_keys, ack_args = self._ack_call(deliveries, results)
-        calls = [("ack", ack_keys, ack_args), ("reserve", keys, [max_count, lease_s, token])]
+        reserve_args = [want.max_count, want.lease_s, token]
+        calls = [("ack", ack_keys, ack_args), ("reserve", keys, reserve_args)]
         acked, reply = self._call("ack", self._pipelined_scripts, calls)
-        reserved = self._reserve_rest(queues, keys, reply, token, max_count, lease_s, wait_s)
+        reserved = self._reserve_rest(want, keys, reply, token)
         return [bool(x) for x in acked], reserved
 
     def _pipelined_scripts(self, calls: Sequence[tuple[str, list[str], list[Any]]]) -> list[Any]:
@@ -326,16 +316,10 @@ class RedisBroker(Broker):
         return replies
 
     def _reserve_rest(
-        self,
-        queues: list[str],
-        keys: list[str],
-        reply: Any,
-        token: str,
-        max_count: int,
-        lease_s: float,
-        wait_s: float,
+        self, want: Wanted, keys: list[str], reply: Any, token: str
     ) -> list[Delivery]:
         """After a first reserve came back empty: block for a wake-up, up to ``wait_s``."""
+        queues, max_count, lease_s, wait_s, _ = want
         notify = [self._qkey(q, "notify") for q in queues]
         deadline = time.monotonic() + max(wait_s, 0.0)
         while len(reply) <= 1:

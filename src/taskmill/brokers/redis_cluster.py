@@ -57,7 +57,7 @@ import redis
 from redis.cluster import ClusterNode, RedisCluster
 
 from ..errors import BrokerError, ConfigurationError
-from .base import Broker, Delivery, Outgoing, ResultRecord, StoredResult
+from .base import Broker, Delivery, Outgoing, ResultRecord, StoredResult, Wanted
 from .redis import DEFAULT_SOCKET_TIMEOUT, RedisBroker, _deliveries, _result_value
 
 __all__ = ["RedisClusterBroker"]
@@ -219,30 +219,20 @@ class RedisClusterBroker(RedisBroker):
         parent = super()._putback
         return _per_queue(deliveries, lambda batch: parent(mode, batch, delay))
 
-    def ack_and_reserve(
-        self,
-        deliveries: Sequence[Delivery],
-        results: Sequence[ResultRecord],
-        queues: Sequence[str],
-        max_count: int,
-        lease_s: float,
-        wait_s: float,
-        consumer: str = "",
+    def _ack_and_lease(
+        self, deliveries: Sequence[Delivery], results: Sequence[ResultRecord], want: Wanted
     ) -> tuple[list[bool], list[Delivery]]:
         """Results first; then the acks and, for one queue, a first reserve in one
         round trip (several queues: reserve goes queue by queue)."""
-        queues = list(dict.fromkeys(queues))
-        if len(queues) != 1 or max_count <= 0:
-            return Broker.ack_and_reserve(
-                self, deliveries, results, queues, max_count, lease_s, wait_s, consumer
-            )
+        if len(want.queues) != 1:
+            return Broker._ack_and_lease(self, deliveries, results, want)
         self._store_first(results)
         token = uuid.uuid4().hex
-        keys = self._queue_keys(queues[0])
+        keys = self._queue_keys(want.queues[0])
         accepted, (reply,) = self._ack_then(
-            deliveries, [("reserve", keys, [max_count, lease_s, token])]
+            deliveries, [("reserve", keys, [want.max_count, want.lease_s, token])]
         )
-        return accepted, self._reserve_rest(queues, keys, reply, token, max_count, lease_s, wait_s)
+        return accepted, self._reserve_rest(want, keys, reply, token)
 
     def dead_letter(
         self, delivery: Delivery, reason: str, result: ResultRecord | None = None

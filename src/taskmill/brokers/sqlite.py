@@ -55,6 +55,7 @@ from .base import (
     QueueStats,
     ResultRecord,
     StoredResult,
+    Wanted,
 )
 from .doorbell import MAX_SLEEP, Doorbells
 
@@ -435,29 +436,17 @@ class SQLiteBroker(Broker):
             )
         return [(d.id, d.lease) in gone for d in deliveries]
 
-    def ack_and_reserve(
-        self,
-        deliveries: Sequence[Delivery],
-        results: Sequence[ResultRecord],
-        queues: Sequence[str],
-        max_count: int,
-        lease_s: float,
-        wait_s: float,
-        consumer: str = "",
+    def _ack_and_lease(
+        self, deliveries: Sequence[Delivery], results: Sequence[ResultRecord], want: Wanted
     ) -> tuple[list[bool], list[Delivery]]:
         """The ack and a first lease in one write transaction."""
-        queues = list(dict.fromkeys(queues))
-        if not (deliveries or results) or not queues or max_count <= 0:
-            return super().ack_and_reserve(
-                deliveries, results, queues, max_count, lease_s, wait_s, consumer
-            )
         with self._transaction() as conn:
             acked = self._ack_in(conn, deliveries, results)
-            leased = self._lease_in(conn, queues, max_count, lease_s, consumer)
+            leased = self._lease_in(conn, want.queues, want.max_count, want.lease_s, want.consumer)
         if results:
             self._bells.ring(WAITERS)
         if not leased:
-            leased = self.reserve(queues, max_count, lease_s, wait_s, consumer)
+            leased = self.reserve(*want)
         return acked, leased
 
     def extend(self, deliveries: Sequence[Delivery], lease_s: float) -> list[bool]:
