@@ -132,6 +132,15 @@ LEVELS = click.Choice(["debug", "info", "warning", "error", "critical"], case_se
     help="Replace a child after it ran this many tasks (contains leaks).",
 )
 @click.option(
+    "--max-memory-per-child",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="MiB",
+    help="Replace a child whose resident memory goes over this many MiB: one running a task"
+    " is killed and the task fails with MemoryLimitExceeded (or is retried, per its"
+    " autoretry_for); one between tasks is recycled.",
+)
+@click.option(
     "--grace",
     type=click.FloatRange(min=0),
     default=30.0,
@@ -144,6 +153,7 @@ def worker(
     queues: str | None,
     loglevel: str,
     max_tasks_per_child: int | None,
+    max_memory_per_child: int | None,
     grace: float,
 ) -> None:
     """Start a worker: a supervisor and N child processes that run tasks.
@@ -160,7 +170,12 @@ def worker(
     if not names:
         raise UsageFailure("-Q: give at least one queue name")
     supervisor = Supervisor(
-        app, names, concurrency or os.cpu_count() or 1, max_tasks_per_child, grace
+        app,
+        names,
+        concurrency or os.cpu_count() or 1,
+        max_tasks_per_child,
+        grace,
+        max_memory_per_child,
     )
     try:
         code = supervisor.run()

@@ -18,6 +18,7 @@ raises on purpose. The interrupts raised *inside* a running task derive from
     ├── RemoteTraceback           a task's traceback, attached as ``__cause__``
     └── TaskFailed                the task failed and its exception cannot be rebuilt
         ├── TimeLimitExceeded     killed at its hard time limit
+        ├── MemoryLimitExceeded   killed: its worker child went over --max-memory-per-child
         ├── WorkerLost            its worker died on every delivery: dead-lettered
         ├── DeadLettered          moved to the dead-letter store for another reason
         └── TaskRevoked           revoked before it ran, or expired
@@ -35,6 +36,7 @@ __all__ = [
     "BrokerError",
     "ConfigurationError",
     "DeadLettered",
+    "MemoryLimitExceeded",
     "MessageDecodeError",
     "MessageError",
     "MessageTooLarge",
@@ -128,6 +130,11 @@ class TaskFailed(TaskmillError):
 
 class TimeLimitExceeded(TaskFailed):
     """The task ran past its hard ``time_limit``; its worker process was killed."""
+
+
+class MemoryLimitExceeded(TaskFailed):
+    """The task's worker child went over ``--max-memory-per-child`` while running it; the
+    child was killed."""
 
 
 class WorkerLost(TaskFailed):

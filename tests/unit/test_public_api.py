@@ -9,6 +9,7 @@ EXPECTED = {
     "ConfigurationError",
     "DeadLettered",
     "Executor",
+    "MemoryLimitExceeded",
     "MessageDecodeError",
     "MessageError",
     "MessageTooLarge",

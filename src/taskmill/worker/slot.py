@@ -92,6 +92,10 @@ class ChildSlot:
 
     # -- supervisor side --------------------------------------------------------------
 
+    def busy(self) -> bool:
+        """True while the child runs a task (read while it lives: one number)."""
+        return bool(self._numbers[_RUNNING] >= 0)
+
     def overdue(self, now: float) -> bool:
         """True when the running task is past its hard time limit."""
         deadline = self._numbers[_DEADLINE]

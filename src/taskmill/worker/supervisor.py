@@ -6,6 +6,8 @@
     SIGTERM/SIGINT ─▶│ wait(children's sentinels, signal pipe, 0.1 s)               │
                      │  • a child died      → settle its slot, start a replacement  │
                      │  • a task overran    → SIGKILL the child, TimeLimitExceeded  │
+                     │  • a child too big   → SIGKILL it, MemoryLimitExceeded (or,   │
+                     │                        between tasks, SIGTERM: recycled)     │
                      │  • every 2 s         → heartbeat in the worker registry      │
                      └──────┬────────────────────┬─────────────────────────┬────────┘
                          fork│                fork│                     fork│
@@ -23,6 +25,12 @@ messages they have not started and finish the running task within ``grace`` seco
 second signal (or the grace running out) is a cold stop: children are killed and their
 messages given back. Children ask the kernel to kill them if the supervisor dies, so they
 never outlive it. The supervisor starts no threads, so forking it is safe.
+
+Memory (``max_memory_per_child``, MiB): every tick the supervisor reads each child's
+resident size from ``/proc/<pid>/statm``. A child over the limit while running a task is
+killed, and the task fails with MemoryLimitExceeded (or is retried, if its
+``autoretry_for`` says so); a child over the limit between tasks is asked to stop
+(SIGTERM: it gives back what it holds and exits) and is replaced. Only that child is.
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ from types import FrameType
 
 from ..app import App
 from ..brokers import redact_url
-from ..errors import BrokerError, TimeLimitExceeded
+from ..errors import BrokerError, MemoryLimitExceeded, TaskFailed, TimeLimitExceeded
 from ..result import error_record
 from ..retries import RetryPolicy
 from .child import Child
@@ -60,6 +68,8 @@ REGISTRY_EVERY = 2.0
 REGISTRY_TTL = 10.0
 #: a child that dies sooner than this after its start is replaced only after a pause
 RESPAWN_PAUSE = 1.0
+MIB = 1 << 20
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclass
@@ -71,6 +81,8 @@ class _Seat:
     process: BaseProcess | None = None
     started: float = 0.0
     respawn_at: float = 0.0
+    #: asked to stop (SIGTERM) for being over the memory limit between tasks
+    recycling: bool = False
 
 
 class Supervisor:
@@ -83,12 +95,15 @@ class Supervisor:
         concurrency: int,
         max_tasks_per_child: int | None = None,
         grace: float = 30.0,
+        max_memory_per_child: int | None = None,
     ) -> None:
+        """``max_memory_per_child``: MiB of resident memory a child may use."""
         self.app = app
         self.queues = list(queues)
         self.concurrency = concurrency
         self.max_tasks_per_child = max_tasks_per_child
         self.grace = grace
+        self.max_memory_per_child = max_memory_per_child
         self.id = f"{socket.gethostname()}:{os.getpid()}"
         self.seats = [_Seat(i) for i in range(concurrency)]
         self._ctx = multiprocessing.get_context("fork")
@@ -165,11 +180,32 @@ class Supervisor:
         elif not process.is_alive():
             process.join()
             self._settle(seat, "cold stop" if self._cold else "died")
+        elif self.max_memory_per_child is not None:
+            self._check_memory(seat, process, self.max_memory_per_child)
+
+    def _check_memory(self, seat: _Seat, process: BaseProcess, limit_mib: int) -> None:
+        rss = _resident_bytes(process.pid)
+        if rss is None or rss <= limit_mib * MIB:
+            return
+        if seat.slot.busy():
+            self._kill(process)
+            self._settle(seat, "memory limit", f"{rss / MIB:.0f} MiB")
+        elif not seat.recycling and process.pid is not None:
+            logger.info(
+                "child %s (pid %s) uses %.0f MiB, over the limit of %d MiB: recycling it",
+                seat.index,
+                process.pid,
+                rss / MIB,
+                limit_mib,
+            )
+            seat.recycling = True
+            os.kill(process.pid, signal.SIGTERM)
 
     # -- children ---------------------------------------------------------------------
 
     def _spawn(self, seat: _Seat) -> None:
         seat.slot.clear()
+        seat.recycling = False
         # Objects the garbage collector never visits keep their pages shared with the
         # children: without this, a collection in a child copies most of the heap.
         gc.freeze()
@@ -195,8 +231,9 @@ class Supervisor:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         seat.process, seat.started = process, time.monotonic()
 
-    def _settle(self, seat: _Seat, cause: str) -> None:
-        """A child is gone: give back what it held, and record a time-limit failure."""
+    def _settle(self, seat: _Seat, cause: str, detail: str = "") -> None:
+        """A child is gone: give back what it held, and record a time- or memory-limit
+        failure (``detail``: the memory it used)."""
         process = seat.process
         assert process is not None
         seat.process = None
@@ -217,7 +254,7 @@ class Supervisor:
             if others:
                 self.app.broker.release(others)
             if running is not None:
-                self._settle_running(running, cause, state.time_limit)
+                self._settle_running(running, cause, state.time_limit, detail)
         except BrokerError as exc:
             # The messages stay leased and come back when their leases run out.
             logger.error("broker error while settling child %s: %s", seat.index, exc)
@@ -225,31 +262,41 @@ class Supervisor:
             seat.respawn_at = time.monotonic() + RESPAWN_PAUSE
         process.close()
 
-    def _settle_running(self, entry: BatchEntry, cause: str, limit: float | None) -> None:
+    def _settle_running(
+        self, entry: BatchEntry, cause: str, limit: float | None, detail: str
+    ) -> None:
+        """``limit``: the time limit the child ran the task with (the task's, or its
+        message's)."""
         broker = self.app.broker
         delivery = entry.delivery()
+        task = f"task {entry.task}[{entry.id}]"
         if cause == "cold stop":
             broker.release([delivery])
         elif cause == "time limit":
-            self._time_limit_exceeded(entry, limit)
+            message = f"{task} exceeded its hard time limit of {limit}s"
+            self._killed_for(entry, TimeLimitExceeded, message)
+        elif cause == "memory limit":
+            message = (
+                f"{task} exceeded the worker's memory limit of {self.max_memory_per_child} "
+                f"MiB per child (its process used {detail})"
+            )
+            self._killed_for(entry, MemoryLimitExceeded, message)
         else:
             broker.requeue(delivery)
 
-    def _time_limit_exceeded(self, entry: BatchEntry, limit: float | None) -> None:
-        """``limit``: the one the child ran the task with (the task's, or its message's)."""
+    def _killed_for(self, entry: BatchEntry, error: type[TaskFailed], message: str) -> None:
+        """The child running ``entry`` was killed for ``error``: retry the task if its
+        policy says so, else store the failure."""
+        message += "; its worker process was killed"
         task = self.app.tasks.get(entry.task)
-        message = (
-            f"task {entry.task}[{entry.id}] exceeded its hard time limit of {limit}s; "
-            "its worker process was killed"
-        )
         policy = task.options.retry if task else RetryPolicy()
-        delay = policy.retry_delay(TimeLimitExceeded(message), entry.attempt)
+        delay = policy.retry_delay(error(message), entry.attempt)
         broker = self.app.broker
         if delay is not None:
             broker.retry(entry.delivery(), delay)
             return
         ttl = self.app.result_ttl(task)
-        broker.ack([entry.delivery()], [error_record(entry.id, TimeLimitExceeded, message, ttl)])
+        broker.ack([entry.delivery()], [error_record(entry.id, error, message, ttl)])
         logger.error("%s", message)
 
     def _kill(self, process: BaseProcess) -> None:
@@ -305,6 +352,15 @@ class Supervisor:
             self.app.broker.register_worker(self.id, json.dumps(info).encode(), REGISTRY_TTL)
         except BrokerError as exc:
             logger.error("broker error in the worker registry heartbeat: %s", exc)
+
+
+def _resident_bytes(pid: int | None) -> int | None:
+    """A process's resident set size, from ``/proc/<pid>/statm`` (None: not readable)."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * PAGE_SIZE
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _exit_description(code: int | None) -> str:
