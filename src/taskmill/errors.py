@@ -7,6 +7,7 @@ raises on purpose. The interrupts raised *inside* a running task derive from
     TaskmillError
     ├── ConfigurationError        bad broker URL, bad task option, bad -A target   (ValueError)
     ├── BrokerError               the broker failed (disk full, connection lost)
+    │   └── DiskFull              the disk holding the broker's data is full
     ├── MessageError              a message that cannot be sent or run
     │   ├── MessageTooLarge       over the size limit                             (ValueError)
     │   ├── MessageDecodeError    not a taskmill message
@@ -36,6 +37,7 @@ __all__ = [
     "BrokerError",
     "ConfigurationError",
     "DeadLettered",
+    "DiskFull",
     "MemoryLimitExceeded",
     "MessageDecodeError",
     "MessageError",
@@ -64,6 +66,11 @@ class ConfigurationError(TaskmillError, ValueError):
 
 class BrokerError(TaskmillError):
     """The broker could not do what was asked (disk full, connection lost, ...)."""
+
+
+class DiskFull(BrokerError):
+    """The disk holding the broker's data is full: nothing more can be written until space
+    is freed; what was written before stays intact, and work resumes by itself."""
 
 
 class MessageError(TaskmillError):

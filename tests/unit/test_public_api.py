@@ -8,6 +8,7 @@ EXPECTED = {
     "BrokerError",
     "ConfigurationError",
     "DeadLettered",
+    "DiskFull",
     "Executor",
     "MemoryLimitExceeded",
     "MessageDecodeError",
