@@ -4,6 +4,7 @@ comes back (a child within two seconds; a supervisor's children die with it)."""
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import signal
@@ -13,19 +14,39 @@ import pytest
 from ledger import tally
 from runs import NAP_TASK, send_naps, time_until, wait_all_final
 
+from taskmill.worker.child import FLUSH_SECONDS
+
 #: the children a storm worker runs
 STORM_CHILDREN = 2
 STORM_INTERVAL = 0.5
-STORM_NAP = 0.005
+
+
+def duplicates_allowed(kills: int, nap: float) -> int:
+    """Re-runs a kill may cause: the task it interrupted, and — for tasks shorter than a
+    child's result flush interval — the ones that finished since its last flush, whose
+    results it held a few milliseconds more to write them together."""
+    if nap >= FLUSH_SECONDS:  # a slow task's predecessors are flushed before it starts
+        return kills
+    return kills * (1 + math.ceil(FLUSH_SECONDS / nap))
 
 
 @pytest.mark.parametrize(
-    "tasks_sent",
-    [pytest.param(2_000, id="quick"), pytest.param(10_000, id="full", marks=pytest.mark.chaos)],
+    ("scenario", "tasks_sent", "nap"),
+    [
+        pytest.param("child kill storm", 2_000, 0.005, id="quick"),
+        pytest.param("child kill storm", 10_000, 0.005, id="full", marks=pytest.mark.chaos),
+        pytest.param(
+            "child kill storm, sub-ms tasks",
+            20_000,
+            0.0005,
+            id="full-fast-tasks",
+            marks=pytest.mark.chaos,
+        ),
+    ],
 )
 @pytest.mark.timeout(600)
 def test_child_kill_storm_loses_nothing_and_each_child_is_replaced_within_two_seconds(
-    workspace, figures, tasks_sent
+    workspace, figures, scenario, tasks_sent, nap
 ):
     workspace.write_tasks(NAP_TASK)
     tasks = workspace.import_tasks()
@@ -49,19 +70,21 @@ def test_child_kill_storm_loses_nothing_and_each_child_is_replaced_within_two_se
         replacements.append(time_until(replaced, 5.0))
         time.sleep(max(0.0, next_kill - time.monotonic()))
 
-    sent = send_naps(tasks.nap_square, log, range(tasks_sent), STORM_NAP)
+    sent = send_naps(tasks.nap_square, log, range(tasks_sent), nap)
     took = wait_all_final(tasks.app, sent.expected, 300, between=kill_a_child)
 
     t = tally(tasks.app, sent.expected, log, sent.tags)
     slowest = max(replacements)
+    allowed = duplicates_allowed(len(kills), nap)
     figures.record(
-        "child kill storm",
-        load=f"{tasks_sent:,} tasks of {STORM_NAP * 1000:g} ms, {STORM_CHILDREN} children",
+        scenario,
+        load=f"{tasks_sent:,} tasks of {nap * 1000:g} ms, {STORM_CHILDREN} children",
         faults=f"{len(kills)} x kill -9 of a random child, one every {STORM_INTERVAL} s",
         tally=t,
+        duplicates=f"{t.duplicates} (≤ {allowed} allowed)",
         recovery=f"replacement child ≤ {slowest:.2f} s (max); all done in {took:.0f} s",
     )
-    t.check(max_duplicates=len(kills))
+    t.check(max_duplicates=allowed)
     assert len(kills) >= 5
     assert slowest <= 2.0, f"a replacement took {slowest:.2f}s: {replacements}"
     assert worker.process.poll() is None
