@@ -169,15 +169,15 @@ def worker(
     names = [q.strip() for q in (queues or app.settings.default_queue).split(",") if q.strip()]
     if not names:
         raise UsageFailure("-Q: give at least one queue name")
-    supervisor = Supervisor(
-        app,
-        names,
-        concurrency or os.cpu_count() or 1,
-        max_tasks_per_child,
-        grace,
-        max_memory_per_child,
-    )
     try:
+        supervisor = Supervisor(
+            app,
+            names,
+            concurrency or os.cpu_count() or 1,
+            max_tasks_per_child,
+            grace,
+            max_memory_per_child,
+        )
         code = supervisor.run()
     except TaskmillError as exc:
         raise UsageFailure(str(exc)) from None

@@ -108,6 +108,16 @@ def test_a_child_over_the_memory_limit_between_tasks_is_recycled_with_no_failure
     assert "MemoryLimitExceeded" not in worker.log()
 
 
+def test_a_memory_limit_below_a_fresh_childs_size_is_refused_at_start(workspace):
+    workspace.write_tasks(RESOURCE_TASKS)
+
+    done = workspace.run_cli("worker", "-A", "tasks", "--max-memory-per-child", "1")
+
+    assert done.returncode == 2
+    assert "--max-memory-per-child 1 MiB is below what a new worker child uses" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_a_task_ignoring_sigterm_is_killed_at_its_hard_time_limit(workspace, figures):
     workspace.write_tasks(RESOURCE_TASKS)
     tasks = workspace.import_tasks()

@@ -53,7 +53,13 @@ from types import FrameType
 
 from ..app import App
 from ..brokers import redact_url
-from ..errors import BrokerError, MemoryLimitExceeded, TaskFailed, TimeLimitExceeded
+from ..errors import (
+    BrokerError,
+    ConfigurationError,
+    MemoryLimitExceeded,
+    TaskFailed,
+    TimeLimitExceeded,
+)
 from ..result import error_record
 from ..retries import RetryPolicy
 from .child import Child
@@ -97,7 +103,14 @@ class Supervisor:
         grace: float = 30.0,
         max_memory_per_child: int | None = None,
     ) -> None:
-        """``max_memory_per_child``: MiB of resident memory a child may use."""
+        """``max_memory_per_child``: MiB of resident memory a child may use; a limit a
+        fresh child would already be over (it starts as big as this process) is refused."""
+        own = 0 if max_memory_per_child is None else _resident_bytes(os.getpid()) or 0
+        if max_memory_per_child is not None and max_memory_per_child * MIB <= own:
+            raise ConfigurationError(
+                f"--max-memory-per-child {max_memory_per_child} MiB is below what a new "
+                f"worker child uses from its start (about {own / MIB:.0f} MiB)"
+            )
         self.app = app
         self.queues = list(queues)
         self.concurrency = concurrency
