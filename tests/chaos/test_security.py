@@ -16,6 +16,7 @@ import random
 import sys
 import traceback
 import uuid
+from urllib.parse import quote
 
 import pytest
 
@@ -36,37 +37,60 @@ class MakesMarker:
         return (os.mkdir, (self.path,))
 
 
-def test_a_default_worker_never_unpickles_a_message(workspace, figures):
+class ExecsMarker:
+    """A pickle whose loading runs code that creates a file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (exec, (f"open({self.path!r}, 'w').close()",))
+
+
+def pickled_bodies(payload: bytes) -> dict[str, bytes]:
+    """A pickle payload as a worker could be sent it: the reason fragment for each form."""
+    return {
+        "not accepted": b"p" + payload,  # a bare pickle
+        "no signing_key": b"s" + bytes(MAC_BYTES) + b"p" + payload,  # a forged signature tag
+        "not valid JSON": b"j" + payload,  # behind a JSON tag
+        "undecodable": payload,  # untagged
+    }
+
+
+@pytest.mark.parametrize(
+    "copies", [pytest.param(1, id="quick"), pytest.param(250, id="full", marks=pytest.mark.chaos)]
+)
+@pytest.mark.timeout(300)
+def test_a_default_worker_never_unpickles_a_message(workspace, figures, copies):
     workspace.write_tasks()
     tasks = workspace.import_tasks()
-    worker = workspace.start_worker(concurrency=1)
-    marker = workspace.file("unpickled")
-    payload = pickle.dumps(MakesMarker(marker))
-    bodies = {
-        "bare pickle": b"p" + payload,
-        "pickle behind a forged signature tag": b"s" + bytes(MAC_BYTES) + b"p" + payload,
-        "pickle behind a JSON tag": b"j" + payload,
-        "untagged pickle": payload,
-    }
-    sent = {what: Outgoing(id=new_id(), queue="default", body=b) for what, b in bodies.items()}
+    worker = workspace.start_worker(concurrency=2)
+    markers = workspace.path / "markers"
+    markers.mkdir()
+    sent: dict[str, str] = {}  # id -> the reason it must be dead-lettered with
+    for n in range(copies):
+        for gadget in (MakesMarker, ExecsMarker):
+            payload = pickle.dumps(gadget(str(markers / f"{gadget.__name__}-{n}")))
+            for reason, body in pickled_bodies(payload).items():
+                message = Outgoing(id=new_id(), queue="default", body=body)
+                tasks.app.broker.enqueue([message])
+                sent[message.id] = reason
     broker = tasks.app.broker
 
-    broker.enqueue(list(sent.values()))
-    assert tasks.square.delay(3).get(timeout=15) == 9  # sent after them: they were handled
+    assert tasks.square.delay(3).get(timeout=30) == 9  # sent after them: they were handled
 
-    dead = {d.id: d.reason for d in broker.dead_letters()}
-    assert {m.id for m in sent.values()} <= set(dead)
-    assert "not accepted" in dead[sent["bare pickle"].id]
-    assert "no signing_key" in dead[sent["pickle behind a forged signature tag"].id]
-    assert "not valid JSON" in dead[sent["pickle behind a JSON tag"].id]
-    assert not os.path.exists(marker)
+    dead = {d.id: d.reason for d in broker.dead_letters(limit=len(sent) + 1)}
+    assert set(dead) == set(sent)
+    for id, reason in sent.items():
+        assert reason in dead[id]
+    assert list(markers.iterdir()) == []
     assert worker.process.poll() is None
-    pickle.loads(payload)  # the payload was a real one: loading it makes the marker
-    assert os.path.exists(marker)
+    pickle.loads(payload)  # the payloads are real ones: loading one makes its marker
+    assert len(list(markers.iterdir())) == 1
     figures.record(
         "pickle to a JSON worker",
-        load="4 pickle payloads that create a file when loaded",
-        faults="bare, behind a forged signature tag, behind a JSON tag, untagged",
+        load=f"{len(sent):,} pickles that create a file when loaded (os.mkdir, exec)",
+        faults="each bare, behind a forged signature tag, behind a JSON tag, untagged",
         lost="—",
         duplicates="—",
         recovery="all dead-lettered with the reason; none unpickled (no file)",
@@ -138,12 +162,16 @@ def test_signed_messages_with_a_byte_flipped_are_all_rejected(workspace, figures
     )
 
 
-PASSWORD = "hunter2-" + uuid.uuid4().hex[:8]
+SUFFIX = uuid.uuid4().hex[:8]
+#: (the password, as written in a URL)
+PLAIN = (f"hunter2-{SUFFIX}", f"hunter2-{SUFFIX}")
+SPECIAL = (f"p@ss/w:rd?{SUFFIX}", quote(f"p@ss/w:rd?{SUFFIX}", safe=""))
 
 
-def assert_no_password(*texts: str) -> None:
+def assert_no_password(secret: tuple[str, str], *texts: str) -> None:
     for text in texts:
-        assert PASSWORD not in text, text
+        for form in secret:
+            assert form not in text, text
 
 
 def error_text(exc: BaseException) -> str:
@@ -163,12 +191,35 @@ def worker_command(target: str) -> list[str]:
     return [sys.executable, "-m", "taskmill", "worker", "-A", target, "-c", "1"]
 
 
-@pytest.mark.timeout(120)
-def test_broker_passwords_never_show_in_logs_status_or_errors(workspace, figures, monkeypatch):
+@pytest.mark.parametrize(
+    "secrets",
+    [
+        pytest.param([PLAIN], id="quick"),
+        pytest.param([PLAIN, SPECIAL], id="full", marks=pytest.mark.chaos),
+    ],
+)
+@pytest.mark.timeout(300)
+def test_broker_passwords_never_show_in_logs_status_or_errors(
+    workspace, figures, monkeypatch, secrets
+):
+    for n, secret in enumerate(secrets):
+        check_password_hidden(workspace, monkeypatch, secret, f"tasks_{n}")
+    figures.record(
+        "broker password exposure",
+        load="a worker, taskmill status (text, --json), client errors",
+        faults="Redis URL with a password: server down, server up, malformed URL"
+        + ("; passwords with URL-escaped characters" if len(secrets) > 1 else ""),
+        lost="—",
+        duplicates="—",
+        recovery="password never shown (logs, status, errors, tracebacks)",
+    )
+
+
+def check_password_hidden(workspace, monkeypatch, secret: tuple[str, str], target: str) -> None:
     shared = redis_url_or_skip()
     prefix = f"chaos-security-{uuid.uuid4().hex[:8]}"
-    up = shared.replace("redis://", f"redis://:{PASSWORD}@") + f"?prefix={prefix}"
-    down = f"redis://taskmill:{PASSWORD}@127.0.0.1:{free_port()}/0?reconnect_s=0.3"
+    up = shared.replace("redis://", f"redis://:{secret[1]}@") + f"?prefix={prefix}"
+    down = f"redis://taskmill:{secret[1]}@127.0.0.1:{free_port()}/0?reconnect_s=0.3"
     workspace.write_tasks()
 
     # the broker is down: the worker keeps trying, and logs why
@@ -183,10 +234,10 @@ def test_broker_passwords_never_show_in_logs_status_or_errors(workspace, figures
     # the broker is up: a task runs, status lists the worker
     monkeypatch.setenv("TASKMILL_BROKER", up)
     try:
-        workspace.write_tasks(name="tasks_up")
-        tasks = workspace.import_tasks("tasks_up")
+        workspace.write_tasks(name=target)
+        tasks = workspace.import_tasks(target)
         worker = workspace.spawn(
-            worker_command("tasks_up"), env={**workspace.env, "TASKMILL_BROKER": up}
+            worker_command(target), env={**workspace.env, "TASKMILL_BROKER": up}
         )
         worker.wait_for_log("ready:")
         assert tasks.square.delay(5).get(timeout=15) == 25
@@ -210,12 +261,4 @@ def test_broker_passwords_never_show_in_logs_status_or_errors(workspace, figures
     with pytest.raises(ConfigurationError) as caught:
         App("client", broker=up.replace("redis://", "redis+nope://")).broker  # noqa: B018
     errors.append(error_text(caught.value))
-    assert_no_password(*outputs, *errors)
-    figures.record(
-        "broker password exposure",
-        load="a worker, taskmill status (text, --json), client errors",
-        faults="Redis URL with a password: server down, server up, malformed URL",
-        lost="—",
-        duplicates="—",
-        recovery="password never shown (logs, status, errors, tracebacks)",
-    )
+    assert_no_password(secret, *outputs, *errors)
