@@ -134,6 +134,15 @@ LEVELS = click.Choice(["debug", "info", "warning", "error", "critical"], case_se
     help="Replace a child after it ran this many tasks (contains leaks).",
 )
 @click.option(
+    "--max-memory-per-child",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="MiB",
+    help="Replace a child whose resident memory goes over this many MiB: one running a task"
+    " is killed and the task fails with MemoryLimitExceeded (or is retried, per its"
+    " autoretry_for); one between tasks is recycled.",
+)
+@click.option(
     "--grace",
     type=click.FloatRange(min=0),
     default=30.0,
@@ -172,6 +181,7 @@ def worker(
     queues: str | None,
     loglevel: str,
     max_tasks_per_child: int | None,
+    max_memory_per_child: int | None,
     grace: float,
     pool: str,
     threads: int,
@@ -196,17 +206,18 @@ def worker(
     names = [q.strip() for q in (queues or app.settings.default_queue).split(",") if q.strip()]
     if not names:
         raise UsageFailure("-Q: give at least one queue name")
-    supervisor = Supervisor(
-        app,
-        names,
-        concurrency or os.cpu_count() or 1,
-        max_tasks_per_child,
-        grace,
-        pool=pool,
-        threads=threads,
-        async_limit=async_limit,
-    )
     try:
+        supervisor = Supervisor(
+            app,
+            names,
+            concurrency or os.cpu_count() or 1,
+            max_tasks_per_child,
+            grace,
+            pool=pool,
+            threads=threads,
+            async_limit=async_limit,
+            max_memory_per_child=max_memory_per_child,
+        )
         code = supervisor.run()
     except TaskmillError as exc:
         raise UsageFailure(str(exc)) from None

@@ -7,6 +7,7 @@ raises on purpose. The interrupts raised *inside* a running task derive from
     TaskmillError
     ├── ConfigurationError        bad broker URL, bad task option, bad -A target   (ValueError)
     ├── BrokerError               the broker failed (disk full, connection lost)
+    │   └── DiskFull              the disk holding the broker's data is full
     ├── MessageError              a message that cannot be sent or run
     │   ├── MessageTooLarge       over the size limit                             (ValueError)
     │   ├── MessageDecodeError    not a taskmill message
@@ -18,6 +19,7 @@ raises on purpose. The interrupts raised *inside* a running task derive from
     ├── RemoteTraceback           a task's traceback, attached as ``__cause__``
     └── TaskFailed                the task failed and its exception cannot be rebuilt
         ├── TimeLimitExceeded     killed at its hard time limit
+        ├── MemoryLimitExceeded   killed: its worker child went over --max-memory-per-child
         ├── WorkerLost            its worker died on every delivery: dead-lettered
         ├── DeadLettered          moved to the dead-letter store for another reason
         └── TaskRevoked           revoked before it ran, or expired
@@ -35,6 +37,8 @@ __all__ = [
     "BrokerError",
     "ConfigurationError",
     "DeadLettered",
+    "DiskFull",
+    "MemoryLimitExceeded",
     "MessageDecodeError",
     "MessageError",
     "MessageTooLarge",
@@ -62,6 +66,11 @@ class ConfigurationError(TaskmillError, ValueError):
 
 class BrokerError(TaskmillError):
     """The broker could not do what was asked (disk full, connection lost, ...)."""
+
+
+class DiskFull(BrokerError):
+    """The disk holding the broker's data is full: nothing more can be written until space
+    is freed; what was written before stays intact, and work resumes by itself."""
 
 
 class MessageError(TaskmillError):
@@ -128,6 +137,11 @@ class TaskFailed(TaskmillError):
 
 class TimeLimitExceeded(TaskFailed):
     """The task ran past its hard ``time_limit``; its worker process was killed."""
+
+
+class MemoryLimitExceeded(TaskFailed):
+    """The task's worker child went over ``--max-memory-per-child`` while running it; the
+    child was killed."""
 
 
 class WorkerLost(TaskFailed):

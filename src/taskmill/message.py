@@ -99,11 +99,11 @@ def decode(body: bytes, serializer: serializers.Serializer | None = None) -> Mes
             kwargs=_field(envelope, "kwargs", dict),
             expires=_optional_number(envelope, "expires"),
             created_at=_optional_number(envelope, "created") or 0.0,
-            parent_id=envelope.get("parent"),
-            root_id=envelope.get("root"),
+            parent_id=_optional(envelope, "parent", str),
+            root_id=_optional(envelope, "root", str),
             chunk=bool(envelope.get("chunk")),
             singles=bool(envelope.get("singles")),
-            leading=tuple(envelope.get("lead") or ()),
+            leading=tuple(_optional(envelope, "lead", (list, tuple)) or ()),
             retries=_optional_count(envelope, "retries"),
             time_limit=_optional_number(envelope, "time_limit"),
         )
@@ -117,6 +117,15 @@ def _field(envelope: dict[str, Any], name: str, kind: type | tuple[type, ...]) -
         expected = kind.__name__ if isinstance(kind, type) else kind[0].__name__
         raise MessageDecodeError(f"message field {name!r} is missing or not a {expected}")
     return value
+
+
+def _optional(envelope: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    """An optional field: absent or null is None, anything but a ``kind`` is refused."""
+    value = envelope.get(name)
+    if value is None or isinstance(value, kind):
+        return value
+    expected = kind.__name__ if isinstance(kind, type) else kind[0].__name__
+    raise MessageDecodeError(f"message field {name!r} is not a {expected}")
 
 
 def _optional_count(envelope: dict[str, Any], name: str) -> int | None:

@@ -23,6 +23,8 @@ from pathlib import Path
 import pytest
 from ledger import Tally
 
+from integration.conftest import workspace  # noqa: F401  (real workers, as in integration/)
+
 DOC = Path(__file__).resolve().parents[2] / "docs" / "reliability.md"
 BEGIN, END = "<!-- reliability-table:begin -->", "<!-- reliability-table:end -->"
 HEADER = (

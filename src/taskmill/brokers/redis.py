@@ -103,13 +103,15 @@ def _script_source(name: str) -> str:
 
 def _parse_url(url: str) -> tuple[str, str, float]:
     """(the URL for redis-py, the key prefix, reconnect seconds)."""
+    from . import redact_url
+
     parts = urlsplit(url)
     params = dict(parse_qsl(parts.query))
     prefix = params.pop("prefix", "taskmill")
     try:
         reconnect_s = float(params.pop("reconnect_s", "20"))
     except ValueError:
-        raise ConfigurationError(f"reconnect_s in {url!r} must be a number") from None
+        raise ConfigurationError(f"reconnect_s in {redact_url(url)!r} must be a number") from None
     if not prefix or any(c in prefix for c in "{}"):
         raise ConfigurationError(f"bad key prefix {prefix!r}: must be non-empty, without braces")
     return parts._replace(query=urlencode(params)).geturl(), prefix, reconnect_s

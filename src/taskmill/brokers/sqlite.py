@@ -45,7 +45,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Final
 
-from ..errors import BrokerError, ConfigurationError
+from ..errors import BrokerError, ConfigurationError, DiskFull
 from ..states import FINAL_STATES, PENDING, RETRY, STARTED
 from .base import (
     Broker,
@@ -241,6 +241,11 @@ class SQLiteBroker(Broker):
             pause = min(pause * 2, 0.002)
 
     def _error(self, exc: sqlite3.Error) -> BrokerError:
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL:
+            return DiskFull(
+                f"SQLite broker {self._path!r}: the disk is full ({exc}); nothing was "
+                "written, and writes succeed again once space is freed"
+            )
         return BrokerError(f"SQLite broker {self._path!r}: {exc}")
 
     def _create_schema(self) -> None:

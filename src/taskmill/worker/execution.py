@@ -5,7 +5,8 @@ in order:
 
 1. delivered more than ``max_deliveries`` times → its worker died each time: dead letter
    (WorkerLost), so a message that kills its process cannot loop for ever;
-2. undecodable body, unknown task → dead letter with the reason, the worker goes on;
+2. undecodable body, a body whose id is not the message's, unknown task → dead letter
+   with the reason, the worker goes on;
 3. past ``expires`` → REVOKED, not run;
 4. run it: a value → SUCCESS; ``Retry`` or an ``autoretry_for`` exception with retries
    left → retry after the backoff; anything else → FAILURE with the traceback.
@@ -133,6 +134,11 @@ def prepare(
         return _dead(delivery.id, f"undecodable message: {exc}", ttl)
     except Exception as exc:  # whatever a crafted body makes a decoder raise
         return _dead(delivery.id, f"undecodable message: {type(exc).__name__}: {exc}", ttl)
+    if msg.id != delivery.id:
+        # its result would be stored under another id, and the caller of this one would
+        # wait for ever
+        reason = f"undecodable message: its body's id {msg.id!r} does not match its own"
+        return _dead(delivery.id, reason, ttl)
     task = app.tasks.get(msg.task)
     if task is None:
         return _dead(delivery.id, f"unknown task {msg.task!r}: not registered here", ttl)

@@ -145,6 +145,11 @@ class ChildSlot:
 
     # -- supervisor side --------------------------------------------------------------
 
+    def busy(self) -> bool:
+        """True while the child runs a task (read while it lives)."""
+        numbers = self._numbers[:]
+        return any(numbers[at + _STATE] == RUNNING for at in range(0, len(numbers), _FIELDS))
+
     def overdue(self, now: float) -> bool:
         """True when a running task is past its hard deadline."""
         numbers = self._numbers[:]

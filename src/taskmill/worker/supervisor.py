@@ -6,6 +6,8 @@
     SIGTERM/SIGINT ─▶│ wait(children's sentinels, signal pipe, 0.1 s)               │
                      │  • a child died      → settle its slot, start a replacement  │
                      │  • a task overran    → SIGKILL the child, TimeLimitExceeded  │
+                     │  • a child too big   → SIGKILL it, MemoryLimitExceeded (or,   │
+                     │                        between tasks, SIGTERM: recycled)     │
                      │  • every 2 s         → heartbeat in the worker registry      │
                      └──────┬────────────────────┬─────────────────────────┬────────┘
                          fork│                fork│                     fork│
@@ -32,6 +34,13 @@ heartbeat, settling a dead child's slot) gives up after ``BROKER_CALL_S``, so wh
 broker is unreachable (a silent network partition) it still replaces children, enforces
 time limits and drains on a signal; messages it could not give back return when their
 leases end.
+
+Memory (``max_memory_per_child``, MiB): every tick the supervisor reads each child's
+resident size from ``/proc/<pid>/statm``. A child over the limit while running a task is
+killed, and the task fails with MemoryLimitExceeded (or is retried, if its
+``autoretry_for`` says so; when several tasks ran in that child, none can be blamed, and
+each is put back counting a delivery); a child over the limit between tasks is asked to
+stop (SIGTERM: it gives back what it holds and exits) and is replaced. Only that child is.
 """
 
 from __future__ import annotations
@@ -54,7 +63,13 @@ from types import FrameType
 
 from ..app import App
 from ..brokers import redact_url
-from ..errors import BrokerError, ConfigurationError, TimeLimitExceeded
+from ..errors import (
+    BrokerError,
+    ConfigurationError,
+    MemoryLimitExceeded,
+    TaskFailed,
+    TimeLimitExceeded,
+)
 from ..result import error_record
 from ..retries import RetryPolicy
 from .child import POOLS, Child, slot_capacity
@@ -73,6 +88,8 @@ RESPAWN_PAUSE = 1.0
 #: the longest the supervisor waits on one broker call: the loop must keep watching
 #: children, time limits and signals while the broker is unreachable
 BROKER_CALL_S = 1.0
+MIB = 1 << 20
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclass
@@ -84,6 +101,8 @@ class _Seat:
     process: BaseProcess | None = None
     started: float = 0.0
     respawn_at: float = 0.0
+    #: asked to stop (SIGTERM) for being over the memory limit between tasks
+    recycling: bool = False
 
 
 class Supervisor:
@@ -104,7 +123,11 @@ class Supervisor:
         pool: str = "prefork",
         threads: int = 8,
         async_limit: int = 100,
+        max_memory_per_child: int | None = None,
     ) -> None:
+        """``max_memory_per_child``: MiB of resident memory a child may use; a limit a
+        fresh child would already be over (it starts as big as this process) is refused."""
+        _check_memory_limit(max_memory_per_child)
         if pool not in POOLS:
             raise ConfigurationError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
         if threads < 1 or async_limit < 1:
@@ -115,6 +138,7 @@ class Supervisor:
         self.max_tasks_per_child = max_tasks_per_child
         self.grace = grace
         self.pool, self.threads, self.async_limit = pool, threads, async_limit
+        self.max_memory_per_child = max_memory_per_child
         self.id = f"{socket.gethostname()}:{os.getpid()}"
         capacity = slot_capacity(pool, threads, async_limit)
         self.seats = [_Seat(i, ChildSlot(capacity)) for i in range(concurrency)]
@@ -200,11 +224,32 @@ class Supervisor:
         elif not process.is_alive():
             process.join()
             self._settle(seat, "cold stop" if self._cold else "died")
+        elif self.max_memory_per_child is not None:
+            self._check_memory(seat, process, self.max_memory_per_child)
+
+    def _check_memory(self, seat: _Seat, process: BaseProcess, limit_mib: int) -> None:
+        rss = _resident_bytes(process.pid)
+        if rss is None or rss <= limit_mib * MIB:
+            return
+        if seat.slot.busy():
+            self._kill(process)
+            self._settle(seat, "memory limit", f"{rss / MIB:.0f} MiB")
+        elif not seat.recycling and process.pid is not None:
+            logger.info(
+                "child %s (pid %s) uses %.0f MiB, over the limit of %d MiB: recycling it",
+                seat.index,
+                process.pid,
+                rss / MIB,
+                limit_mib,
+            )
+            seat.recycling = True
+            os.kill(process.pid, signal.SIGTERM)
 
     # -- children ---------------------------------------------------------------------
 
     def _spawn(self, seat: _Seat) -> None:
         seat.slot.clear()
+        seat.recycling = False
         # Objects the garbage collector never visits keep their pages shared with the
         # children: without this, a collection in a child copies most of the heap.
         gc.freeze()
@@ -231,8 +276,9 @@ class Supervisor:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         seat.process, seat.started = process, time.monotonic()
 
-    def _settle(self, seat: _Seat, cause: str) -> None:
-        """A child is gone: give back what it held, and record time-limit failures."""
+    def _settle(self, seat: _Seat, cause: str, detail: str = "") -> None:
+        """A child is gone: give back what it held, and record time- or memory-limit
+        failures (``detail``: the memory it used)."""
         process = seat.process
         assert process is not None
         seat.process = None
@@ -254,7 +300,7 @@ class Supervisor:
                 self.app.broker.release(waiting)
             now = time.monotonic()
             for entry in running:
-                self._settle_running(entry, cause, now)
+                self._settle_running(entry, cause, now, detail if len(running) == 1 else "")
         except BrokerError as exc:
             # The messages stay leased and come back when their leases run out.
             logger.error("broker error while settling child %s: %s", seat.index, exc)
@@ -262,30 +308,40 @@ class Supervisor:
             seat.respawn_at = time.monotonic() + RESPAWN_PAUSE
         process.close()
 
-    def _settle_running(self, entry: SlotEntry, cause: str, now: float) -> None:
+    def _settle_running(self, entry: SlotEntry, cause: str, now: float, detail: str) -> None:
+        """``detail``: the memory the child used, when this task alone ran in it."""
         broker = self.app.broker
-        delivery = entry.message.delivery()
+        message = entry.message
         if cause == "cold stop":
-            broker.release([delivery])
+            broker.release([message.delivery()])
         elif cause == "time limit" and entry.overdue(now):
-            self._time_limit_exceeded(entry.message, entry.time_limit)
+            killed = "its worker process was killed"
+            text = hard_limit_message(message.task, message.id, entry.time_limit, killed)
+            self._killed_for(message, TimeLimitExceeded, text)
         elif cause == "time limit":  # killed for another task's overrun: not its fault
-            broker.release([delivery])
-        else:
-            broker.requeue(delivery)
+            broker.release([message.delivery()])
+        elif cause == "memory limit" and detail:
+            text = (
+                f"task {message.task}[{message.id}] exceeded the worker's memory limit of"
+                f" {self.max_memory_per_child} MiB per child (its process used {detail});"
+                " its worker process was killed"
+            )
+            self._killed_for(message, MemoryLimitExceeded, text)
+        else:  # died, or over the memory limit with others running: none can be blamed
+            broker.requeue(message.delivery())
 
-    def _time_limit_exceeded(self, entry: BatchEntry, limit: float | None) -> None:
-        """``limit``: the one the child ran the task with (the task's, or its message's)."""
+    def _killed_for(self, entry: BatchEntry, error: type[TaskFailed], message: str) -> None:
+        """The child running ``entry`` was killed for ``error``: retry the task if its
+        policy says so, else store the failure."""
         task = self.app.tasks.get(entry.task)
-        message = hard_limit_message(entry.task, entry.id, limit, "its worker process was killed")
         policy = task.options.retry if task else RetryPolicy()
-        delay = policy.retry_delay(TimeLimitExceeded(message), entry.attempt)
+        delay = policy.retry_delay(error(message), entry.attempt)
         broker = self.app.broker
         if delay is not None:
             broker.retry(entry.delivery(), delay)
             return
         ttl = self.app.result_ttl(task)
-        broker.ack([entry.delivery()], [error_record(entry.id, TimeLimitExceeded, message, ttl)])
+        broker.ack([entry.delivery()], [error_record(entry.id, error, message, ttl)])
         logger.error("%s", message)
 
     def _kill(self, process: BaseProcess) -> None:
@@ -342,6 +398,27 @@ class Supervisor:
             self.app.broker.register_worker(self.id, json.dumps(info).encode(), REGISTRY_TTL)
         except BrokerError as exc:
             logger.error("broker error in the worker registry heartbeat: %s", exc)
+
+
+def _check_memory_limit(limit_mib: int | None) -> None:
+    """Refuse a limit a new child would already be over: it starts as big as this process."""
+    if limit_mib is None:
+        return
+    own = _resident_bytes(os.getpid()) or 0
+    if limit_mib * MIB <= own:
+        raise ConfigurationError(
+            f"--max-memory-per-child {limit_mib} MiB is below what a new "
+            f"worker child uses from its start (about {own / MIB:.0f} MiB)"
+        )
+
+
+def _resident_bytes(pid: int | None) -> int | None:
+    """A process's resident set size, from ``/proc/<pid>/statm`` (None: not readable)."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * PAGE_SIZE
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _exit_description(code: int | None) -> str:
