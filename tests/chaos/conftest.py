@@ -8,9 +8,9 @@ Each scenario records one row of figures with the ``figures`` fixture::
                        faults="12 x kill -9 of a child", tally=t, recovery="replacement ≤ 1.1 s")
 
 The rows are printed at the end of the run (the quick subset in ``.ci/run`` and the full
-set, ``pytest -m chaos``, both report them), and ``--write-reliability`` puts them in the
-table of ``docs/reliability.md`` (between its ``reliability-table`` markers), replacing
-the rows of the scenarios that ran and keeping the others.
+set, ``pytest -m chaos``, both report them), and ``--write-reliability`` makes them the
+table of ``docs/reliability.md`` (between its ``reliability-table`` markers): the table
+is always one run's figures, never a mix of runs.
 """
 
 from __future__ import annotations
@@ -92,17 +92,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 def write_doc(rows: list[Row]) -> None:
-    """Replace the rows of these scenarios in the doc's table, keep the others in order."""
+    """Make this run's rows the doc's table."""
     text = DOC.read_text()
     match = re.search(re.escape(BEGIN) + r"\n(.*?)" + re.escape(END), text, re.S)
     if match is None:
         raise RuntimeError(f"{DOC} has no {BEGIN} … {END} markers")
-    old = [line for line in match.group(1).splitlines() if line.startswith("| ")][2:]
-    new = {row.scenario: row.markdown() for row in rows}
-    kept = []
-    for line in old:
-        scenario = line[2:].split(" | ", 1)[0]
-        kept.append(new.pop(scenario, line))
-    kept += list(new.values())
-    table = "\n".join([HEADER, *kept]) + "\n"
+    table = "\n".join([HEADER, *(row.markdown() for row in rows)]) + "\n"
     DOC.write_text(text[: match.start(1)] + table + text[match.end(1) :])

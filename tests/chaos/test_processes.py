@@ -14,7 +14,7 @@ import pytest
 from ledger import tally
 from runs import NAP_TASK, send_naps, time_until, wait_all_final
 
-from taskmill.worker.child import FLUSH_SECONDS
+from taskmill.worker.holdings import FLUSH_SECONDS
 
 #: the children a storm worker runs
 STORM_CHILDREN = 2
