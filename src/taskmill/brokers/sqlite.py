@@ -55,7 +55,6 @@ from .base import (
     QueueStats,
     ResultRecord,
     StoredResult,
-    Wanted,
 )
 from .doorbell import MAX_SLEEP, Doorbells
 
@@ -369,17 +368,6 @@ class SQLiteBroker(Broker):
     def _lease(
         self, queues: Sequence[str], max_count: int, lease_s: float, consumer: str
     ) -> list[Delivery]:
-        with self._transaction() as conn:
-            return self._lease_in(conn, queues, max_count, lease_s, consumer)
-
-    def _lease_in(
-        self,
-        conn: sqlite3.Connection,
-        queues: Sequence[str],
-        max_count: int,
-        lease_s: float,
-        consumer: str,
-    ) -> list[Delivery]:
         # Per queue, the first max_count due rows by index order; then the best of those.
         # One IN (...) over all queues would sort every due row of every queue instead.
         per_queue = (
@@ -396,7 +384,8 @@ class SQLiteBroker(Broker):
         for queue in queues:
             params += [queue, now, max_count]
         params.append(max_count)
-        rows = conn.execute(sql, params).fetchall()
+        with self._transaction() as conn:
+            rows = conn.execute(sql, params).fetchall()
         rows.sort(key=lambda r: (-r[0], r[1]))  # RETURNING order is unspecified
         return [Delivery(id, q, body, n, attempt, token) for _, _, id, q, body, n, attempt in rows]
 
@@ -440,19 +429,6 @@ class SQLiteBroker(Broker):
                 ).fetchall()
             )
         return [(d.id, d.lease) in gone for d in deliveries]
-
-    def _ack_and_lease(
-        self, deliveries: Sequence[Delivery], results: Sequence[ResultRecord], want: Wanted
-    ) -> tuple[list[bool], list[Delivery]]:
-        """The ack and a first lease in one write transaction."""
-        with self._transaction() as conn:
-            acked = self._ack_in(conn, deliveries, results)
-            leased = self._lease_in(conn, want.queues, want.max_count, want.lease_s, want.consumer)
-        if results:
-            self._bells.ring(WAITERS)
-        if not leased:
-            leased = self.reserve(*want)
-        return acked, leased
 
     def extend(self, deliveries: Sequence[Delivery], lease_s: float) -> list[bool]:
         if not deliveries:
