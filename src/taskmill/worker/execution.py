@@ -309,15 +309,14 @@ def _run_items(
 ) -> None:
     kwargs = msg.kwargs
     singles = msg.singles
+    append = results.values.append  # the hot loop of a map: no call it can spare
     for index, item in enumerate(msg.args):
         try:
             # an item that is not an argument list fails on its own, with a TypeError
-            value = fn(item, **kwargs) if singles else fn(*item, **kwargs)
-            error = None
+            append(fn(item, **kwargs) if singles else fn(*item, **kwargs))
         except (Exception, SystemExit) as exc:
             args = (item,) if singles else item
-            value, error = _retry_item(fn, args, kwargs, policy, exc)
-        results.add(index, value, error)
+            results.add(index, *_retry_item(fn, args, kwargs, policy, exc))
 
 
 def _retry_item(
