@@ -11,9 +11,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from taskmill import BrokerError
+from taskmill import App, BrokerError
 from taskmill.brokers import open_broker
-from taskmill.brokers.base import Outgoing, ResultRecord
+from taskmill.brokers.base import Outgoing, ResultRecord, StoredResult
+from taskmill.worker.holdings import Held, Holdings
+from taskmill.worker.slot import ChildSlot
 
 RECOVERY_S = 5.0
 
@@ -120,3 +122,36 @@ def test_a_queue_is_known_again_after_redis_restarted_without_its_data(start_red
         assert broker.reserve(["parked"], 10, 30, 0) == []
     finally:
         broker.close()
+
+
+def test_results_whose_ack_failed_are_kept_and_stored_once_redis_answers(start_redis, prefix):
+    """A child's ack fails on a broker error after its task ran: the result is not thrown
+    away (the task would run again); it is kept, with its message held, and the next
+    flush stores it and acknowledges the message."""
+    server = start_redis("--appendonly", "yes", "--appendfsync", "always")
+    app = App("keep", broker=server.url_for(prefix=prefix, reconnect_s=0.3))
+    slot = ChildSlot(4)
+    holdings = Holdings(app, slot)
+    try:
+        app.broker.enqueue([Outgoing("a", "default", b"a")])
+        (delivery,) = app.broker.reserve(["default"], 1, lease_s=30, wait_s=0)
+        index = slot.hold(delivery, "t")
+        assert index is not None
+        held = Held(index, delivery, None, None)
+        holdings.add(held, waiting=False)
+        holdings.ack_later(held, ResultRecord("a", "SUCCESS", b"value", 60))
+        server.kill()
+
+        holdings.flush()  # BrokerError: logged, and kept
+
+        assert (holdings.settling(), len(holdings)) == (1, 1)
+        assert [e.message.id for e in slot.read().entries] == ["a"]
+        server.start()
+        holdings.flush()
+
+        assert (holdings.settling(), len(holdings)) == (0, 0)
+        assert slot.read().entries == []
+        assert app.broker.fetch_results(["a"]) == {"a": StoredResult("SUCCESS", b"value")}
+        assert app.broker.ack([delivery]) == [False]  # acknowledged already: gone
+    finally:
+        app.close()

@@ -44,7 +44,6 @@ from types import FrameType
 from typing import Literal
 
 from .. import message as message_codec
-from .. import states
 from ..app import App
 from ..brokers.base import Delivery
 from ..errors import BrokerError, TimeLimitExceeded
@@ -246,8 +245,7 @@ class Child:
         again = [d.id for d in batch if d.deliveries > 1]
         if not again:
             return set()
-        found = self.app.broker.fetch_results(again)
-        return {k for k, v in found.items() if v.state in states.FINAL_STATES}
+        return set(self.app.broker.fetch_results(again, final_only=True))
 
     # -- starting tasks ---------------------------------------------------------------
 
