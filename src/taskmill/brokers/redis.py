@@ -44,14 +44,17 @@ prefix, so a Redis ACL user limited to ``~prefix:*`` suffices. Redis Cluster:
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Collection, Sequence
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+import hiredis
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -137,6 +140,10 @@ class RedisBroker(Broker):
         }
         self._known_queues: set[str] = set()
         self._lock = threading.Lock()
+        #: per thread: its own connection (see _own_connection)
+        self._own = threading.local()
+        self._owned: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._generation = 0
 
     def _connect(self, url: str) -> Any:
         """The redis-py client; sets prefix, reconnect_s and _block_max from the URL."""
@@ -214,7 +221,43 @@ class RedisBroker(Broker):
 
     def _script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run one of the Lua scripts (EVALSHA, loading it first if the server lacks it)."""
-        return self._call(name, self._scripts[name], keys, args)
+        return self._call(name, self._pipelined_scripts, [(name, keys, args)])[0]
+
+    # -- the wire ---------------------------------------------------------------------
+
+    def _own_connection(self) -> Any:
+        """This thread's own connection, made with the pool's settings but kept out of it:
+        the hot paths skip the pool's bookkeeping and redis-py's command layer, which cost
+        a no-op task several times what Redis spends on it. It closes when its thread
+        ends (a dropped redis-py connection disconnects itself); a forked process, or a
+        change of timeouts (limit_call_time), makes a fresh one."""
+        own = self._own
+        conn = getattr(own, "conn", None)
+        if conn is None or own.pid != os.getpid() or own.generation != self._generation:
+            pool = self._redis.connection_pool
+            conn = pool.connection_class(**pool.connection_kwargs)
+            own.conn, own.pid, own.generation = conn, os.getpid(), self._generation
+            self._owned.add(conn)
+        return conn
+
+    def _exec(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """``commands`` in one round trip, their raw replies in order; an error reply
+        takes its place in the list as its exception. Anything else that goes wrong
+        drops the connection, so a late reply never answers a later command. Not
+        retried: callers go through ``_call``."""
+        conn = self._own_connection()
+        try:
+            conn.send_packed_command([b"".join(hiredis.pack_command(tuple(c)) for c in commands)])
+            replies: list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(conn.read_response())
+                except redis.ResponseError as exc:
+                    replies.append(exc)
+            return replies
+        except BaseException:
+            conn.disconnect()
+            raise
 
     # -- messages ---------------------------------------------------------------------
 
@@ -304,12 +347,12 @@ class RedisBroker(Broker):
     def _pipelined_scripts(self, calls: Sequence[tuple[str, list[str], list[Any]]]) -> list[Any]:
         """Several scripts in one round trip, in order. A script the server lacks (it
         restarted) did nothing there, so it is loaded and run again by itself."""
-        pipe = self._redis.pipeline(transaction=False)
-        for name, keys, args in calls:
-            # execute_command: a cluster pipeline refuses evalsha() by name, yet routes
-            # EVALSHA by its keys like any other command
-            pipe.execute_command("EVALSHA", self._scripts[name].sha, len(keys), *keys, *args)
-        replies = list(pipe.execute(raise_on_error=False))
+        replies = self._exec(
+            [
+                ("EVALSHA", self._scripts[name].sha, len(keys), *keys, *args)
+                for name, keys, args in calls
+            ]
+        )
         for i, (reply, (name, keys, args)) in enumerate(zip(replies, calls, strict=True)):
             if isinstance(reply, redis.exceptions.NoScriptError):
                 replies[i] = self._scripts[name](keys, args)
@@ -342,13 +385,15 @@ class RedisBroker(Broker):
         """BLPOP for a wake-up, then the reserve script, in one round trip: the server runs
         the script the moment the BLPOP returns."""
         script = self._scripts["reserve"]
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.blpop(notify, timeout=block)
-        pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-        try:
-            return pipe.execute()[1]
-        except redis.exceptions.NoScriptError:
+        popped, reply = self._exec(
+            [("BLPOP", *notify, block), ("EVALSHA", script.sha, len(keys), *keys, *args)]
+        )
+        if isinstance(reply, redis.exceptions.NoScriptError):
             return script(keys, args)  # the server lost its scripts (a restart): reload
+        for r in (popped, reply):
+            if isinstance(r, Exception):
+                raise r
+        return reply
 
     def ack(
         self, deliveries: Sequence[Delivery], results: Sequence[ResultRecord] = ()
@@ -522,7 +567,13 @@ class RedisBroker(Broker):
         return found
 
     def _get_many(self, keys: list[str]) -> list[bytes | None]:
-        return list(self._call("fetch_results", self._redis.mget, keys))
+        return list(self._call("fetch_results", self._exec_one, "MGET", *keys))
+
+    def _exec_one(self, *command: Any) -> Any:
+        (reply,) = self._exec([command])
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
     def wait_results(self, ids: Collection[str], timeout: float | None) -> dict[str, StoredResult]:
         """One BLPOP on the ids' waiter lists returns a result the moment it is stored."""
@@ -534,7 +585,7 @@ class RedisBroker(Broker):
             left = 1.0 if deadline is None else deadline - time.monotonic()
             if left > 0:
                 chunk = min(left, block, self._block_max)
-                popped = self._call("wait_results", self._redis.blpop, waiters, timeout=chunk)
+                popped = self._call("wait_results", self._exec_one, "BLPOP", *waiters, chunk)
                 if popped is not None:
                     key, value = popped
                     return {self._waiter_id(key): _parse_result(value)}
@@ -609,10 +660,18 @@ class RedisBroker(Broker):
             current = pool.connection_kwargs.get(name)
             pool.connection_kwargs[name] = seconds if current is None else min(current, seconds)
         pool.disconnect()  # connections made earlier keep the timeouts they were made with
+        self._drop_owned()
         self._block_max = float(pool.connection_kwargs["socket_timeout"]) / 2
 
     def close(self) -> None:
+        self._drop_owned()
         self._redis.close()
+
+    def _drop_owned(self) -> None:
+        """Disconnect every thread's own connection; each thread makes a fresh one."""
+        self._generation += 1
+        for conn in list(self._owned):
+            conn.disconnect()
 
 
 def _result_value(record: ResultRecord) -> bytes:

@@ -172,6 +172,14 @@ class RedisClusterBroker(RedisBroker):
     def _get_many(self, keys: list[str]) -> list[bytes | None]:
         return list(self._call("fetch_results", self._redis.mget_nonatomic, keys))
 
+    def _exec(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """As on one server, through redis-py's cluster pipeline, which sends each
+        command to the node of its keys' slot (side by side) and keeps the order."""
+        pipe = self._redis.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return list(pipe.execute(raise_on_error=False))
+
     def _enqueue_many(self, by_queue: dict[str, list[Outgoing]]) -> list[Any]:
         """Each queue's batch atomically, side by side (no transaction spans slots)."""
         calls = [("enqueue", *self._enqueue_call(q, batch)) for q, batch in by_queue.items()]
