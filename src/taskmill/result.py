@@ -224,6 +224,12 @@ class Outstanding:
     other outstanding ones in the same look (when there are any), and the results found
     final are kept by their handles: the next ``get()`` calls return at once. Handles
     are held weakly; a result dropped unread costs nothing.
+
+    How many others a look asks about adapts to what looks find, so that a client that
+    waits on slow tasks one by one does not ask about the same unfinished ones again and
+    again: a look that finds ``k`` others final sets the next look's window to ``2k + 1``
+    (at most ``WINDOW``); one that finds none sets it to 0, and the next ``get()`` simply
+    waits for its own result, after which looks start again with one other.
     """
 
     WINDOW = 255
@@ -233,6 +239,7 @@ class Outstanding:
         self._handles: weakref.WeakValueDictionary[str, Result[Any]] = (
             weakref.WeakValueDictionary()
         )
+        self._window = self.WINDOW
 
     def add(self, result: Result[Any]) -> None:
         with self._lock:
@@ -244,12 +251,24 @@ class Outstanding:
                 self._handles.pop(id, None)
 
     def others(self, id: str) -> list[Result[Any]]:
-        """Up to WINDOW outstanding handles besides ``id``'s, oldest first."""
+        """Up to the window's count of outstanding handles besides ``id``'s, oldest first."""
         with self._lock:
+            if not self._window:
+                return []
             picked = itertools.islice(
-                (r for i, r in self._handles.items() if i != id), self.WINDOW
+                (r for i, r in self._handles.items() if i != id), self._window
             )
             return list(picked)
+
+    def looked(self, found_others: int) -> None:
+        """A look found ``found_others`` of the others it asked about final."""
+        with self._lock:
+            self._window = min(self.WINDOW, 2 * found_others + 1) if found_others else 0
+
+    def waited(self) -> None:
+        """A ``get()`` waited for its own result: look at one other next time."""
+        with self._lock:
+            self._window = max(self._window, 1)
 
 
 class Result(Generic[R]):
@@ -317,6 +336,7 @@ class Result(Generic[R]):
             self._look_with_others()
         if self._final is None:
             found = self.app.broker.wait_results([self.id], timeout).get(self.id)
+            self.app.outstanding.waited()
             if found is None:
                 raise ResultTimeout(f"task {self.id} did not finish within {timeout}s")
             self._final = found
@@ -335,6 +355,7 @@ class Result(Generic[R]):
             if handle.id in found:
                 handle._final = found[handle.id]
         self.app.outstanding.settle(list(found))
+        self.app.outstanding.looked(len(found) - (self.id in found))
 
     def _value(self, found: StoredResult, propagate: bool) -> Any:
         assert found.body is not None

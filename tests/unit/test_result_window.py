@@ -21,11 +21,12 @@ def app(tmp_path: Path) -> Iterator[App]:
     app.close()
 
 
-def _serve_all(app: App, count: int) -> None:
-    """Do a worker's part by hand: reserve every message, ack with its argument doubled."""
+def _serve_all(app: App, count: int, batch_size: int = 64) -> None:
+    """Do a worker's part by hand: reserve ``count`` messages, ack each with its argument
+    doubled."""
     done = 0
     while done < count:
-        batch = app.broker.reserve(["default"], 64, lease_s=30, wait_s=0)
+        batch = app.broker.reserve(["default"], min(batch_size, count - done), 30, wait_s=0)
         records = []
         for delivery in batch:
             x = app.serializer.loads(delivery.body)["args"][0]
@@ -105,3 +106,43 @@ def test_a_dropped_result_handle_is_not_kept() -> None:
     assert [r.id for r in outstanding.others("y")] == ["x"]
     del handle
     assert outstanding.others("y") == []
+
+
+def test_results_finishing_one_by_one_are_not_asked_about_again_and_again(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slow tasks, waited for in order as each finishes: a look that finds no other
+    result final shrinks the next look's window, so the ids asked about stay a few per
+    ``get()`` rather than every outstanding id each time."""
+    double = app.task(name="double")(lambda x: x * 2)
+    results = [double.delay(i) for i in range(200)]
+    asked: list[int] = []
+    real = app.broker.fetch_results
+
+    def spy(ids: Any, final_only: bool = False) -> Any:
+        asked.append(len(ids))
+        return real(ids, final_only)
+
+    monkeypatch.setattr(app.broker, "fetch_results", spy)
+    for i, result in enumerate(results):
+        _serve_all(app, 1, batch_size=1)
+        assert result.get(timeout=5) == i * 2
+
+    assert asked[0] == len(results)  # the first look asks about every outstanding one
+    assert sum(asked) < 4 * len(results)  # then a few ids per get: not 200 + 199 + ...
+
+
+def test_the_window_grows_back_when_looks_find_finished_results(app: App) -> None:
+    outstanding = app.outstanding
+    outstanding.looked(0)
+    assert outstanding.others("nobody") == []
+    outstanding.waited()
+    handles = [app.AsyncResult(f"id{i}") for i in range(600)]
+    for i in range(300):
+        outstanding.add(handles[i])
+    sizes = []
+    for _ in range(6):
+        others = outstanding.others("nobody")
+        sizes.append(len(others))
+        outstanding.looked(len(others))  # every one asked about was found final
+    assert sizes == [1, 3, 7, 15, 31, 63]
