@@ -63,6 +63,11 @@ MAX_BATCH = 64
 #: a batch should take about this long to run, so slow tasks are not hoarded
 BATCH_SECONDS = 0.02
 RESERVE_WAIT = 0.5
+#: with a backlog of tiny tasks, wait this long before reserving again, so the next
+#: reservation takes a batch rather than the one or two messages sent meanwhile
+LINGER_S = 0.002
+#: tasks shorter than this on average are tiny: per-batch costs outweigh them
+TINY_TASK_S = 0.001
 #: how often a waiting main thread and the results thread look at the clock
 TICK = 0.05
 #: seconds past a coroutine's or thread's hard limit before the supervisor kills the child
@@ -111,6 +116,8 @@ class Child:
         self.finished = threading.Event()
         self.done = 0
         self._avg_seconds = 0.0
+        #: the last reservation found messages waiting, fewer than it asked for
+        self._backlog = False
         self.holdings = Holdings(app, slot)
         self._lock = self.holdings.lock  # also guards the running counts below
         self._running_async = 0
@@ -184,11 +191,17 @@ class Child:
             self.holdings.flush()
             self._wait_for_change()
             return
-        # The results of the tasks run here are stored before the reserve may block.
+        if self._backlog and 0 < self._avg_seconds < TINY_TASK_S:
+            self.stopping.wait(LINGER_S)
+        # The results of the tasks run here are stored first: one round trip with a
+        # reservation that does not block; only if it finds nothing, a blocking one.
         lease_s = self.app.settings.lease_s
-        batch = self.holdings.flush_and_reserve(
-            self.queues, size, lease_s, RESERVE_WAIT, self.consumer
-        )
+        batch = self.holdings.flush_and_reserve(self.queues, size, lease_s, 0.0, self.consumer)
+        self._backlog = 0 < len(batch) < size
+        if not batch:
+            batch = self.app.broker.reserve(
+                self.queues, size, lease_s, RESERVE_WAIT, self.consumer
+            )
         if batch:
             self._take(batch)
 
