@@ -47,7 +47,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Callable, Collection, Sequence
 from importlib import resources
@@ -100,6 +99,23 @@ REFUSED = (redis.AuthenticationError, redis.exceptions.AuthorizationError)
 DEFAULT_SOCKET_TIMEOUT = 30.0
 
 
+#: how many times this process's line was forked: a child never uses a connection made
+#: before the fork (the parent's, and its replies)
+_forks = [0]
+
+
+def _forked() -> None:
+    _forks[0] += 1
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+def _token() -> str:
+    """A fresh lease token: 128 random bits."""
+    return os.urandom(16).hex()
+
+
 def _script_source(name: str) -> str:
     return resources.files(__package__).joinpath("redis_lua", f"{name}.lua").read_text()
 
@@ -139,6 +155,8 @@ class RedisBroker(Broker):
             name: self._redis.register_script(_script_source(name)) for name in SCRIPTS
         }
         self._known_queues: set[str] = set()
+        #: (queue, kinds) -> its keys, made once
+        self._keys: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
         self._lock = threading.Lock()
         #: per thread: its own connection (see _own_connection)
         self._own = threading.local()
@@ -173,10 +191,13 @@ class RedisBroker(Broker):
     def _qkey(self, queue: str, kind: str) -> str:
         return f"{self.prefix}:{{{queue}}}:{kind}"
 
-    def _queue_keys(self, queue: str, kinds: Sequence[str] = QUEUE_KEYS) -> list[str]:
-        if "{" in queue or "}" in queue:
-            raise ConfigurationError(f"queue name {queue!r} must not contain braces")
-        return [self._qkey(queue, k) for k in kinds]
+    def _queue_keys(self, queue: str, kinds: tuple[str, ...] = QUEUE_KEYS) -> list[str]:
+        keys = self._keys.get((queue, kinds))
+        if keys is None:
+            if "{" in queue or "}" in queue:
+                raise ConfigurationError(f"queue name {queue!r} must not contain braces")
+            keys = self._keys[queue, kinds] = tuple(self._qkey(queue, k) for k in kinds)
+        return list(keys)
 
     def _result_key(self, id: str) -> str:
         return f"{self.prefix}:r:{{{id}}}"
@@ -233,10 +254,11 @@ class RedisBroker(Broker):
         change of timeouts (limit_call_time), makes a fresh one."""
         own = self._own
         conn = getattr(own, "conn", None)
-        if conn is None or own.pid != os.getpid() or own.generation != self._generation:
+        generation = (self._generation, _forks[0])
+        if conn is None or own.generation != generation:
             pool = self._redis.connection_pool
             conn = pool.connection_class(**pool.connection_kwargs)
-            own.conn, own.pid, own.generation = conn, os.getpid(), self._generation
+            own.conn, own.generation = conn, generation
             self._owned.add(conn)
         return conn
 
@@ -326,7 +348,7 @@ class RedisBroker(Broker):
         queues = list(dict.fromkeys(queues))
         if not queues or max_count <= 0:
             return []
-        token = uuid.uuid4().hex
+        token = _token()
         keys = [k for q in queues for k in self._queue_keys(q)]
         reply = self._script("reserve", keys, [max_count, lease_s, token])
         return self._reserve_rest(Wanted(queues, max_count, lease_s, wait_s), keys, reply, token)
@@ -335,7 +357,7 @@ class RedisBroker(Broker):
         self, deliveries: Sequence[Delivery], results: Sequence[ResultRecord], want: Wanted
     ) -> tuple[list[bool], list[Delivery]]:
         """The ack script and a first, non-blocking reserve in one round trip."""
-        token = uuid.uuid4().hex
+        token = _token()
         keys = [k for q in want.queues for k in self._queue_keys(q)]
         ack_keys, ack_args = self._ack_call(deliveries, results)
         reserve_args = [want.max_count, want.lease_s, token]
@@ -373,7 +395,7 @@ class RedisBroker(Broker):
                 return []
             hint = float(reply[0])
             block = min(left if hint < 0 else min(left, max(hint, 0.001)), self._block_max)
-            token = uuid.uuid4().hex
+            token = _token()
             reply = self._call(
                 "reserve", self._wait_and_reserve, notify, block, keys, [max_count, lease_s, token]
             )
@@ -418,7 +440,7 @@ class RedisBroker(Broker):
         return keys, args
 
     def _groups(
-        self, deliveries: Sequence[Delivery], kinds: Sequence[str], keys: list[str]
+        self, deliveries: Sequence[Delivery], kinds: tuple[str, ...], keys: list[str]
     ) -> dict[str, int]:
         """Append each distinct queue's keys to ``keys``; its 1-based group index."""
         groups: dict[str, int] = {}
@@ -507,7 +529,7 @@ class RedisBroker(Broker):
         return sorted(q.decode() for q in members)
 
     def _per_queue(
-        self, name: str, kinds: Sequence[str], args: Sequence[Any]
+        self, name: str, kinds: tuple[str, ...], args: Sequence[Any]
     ) -> list[tuple[str, Any]]:
         """A control script once per known queue (each queue is one hash slot), in one
         pipeline: (queue, reply) pairs."""

@@ -30,9 +30,12 @@ for i = base, #ARGV, 3 do
   if m and string.match(m, '^[^|]*|[^|]*|[^|]*|(.*)$') == token then
     redis.call('HDEL', KEYS[k + 4], id)
     redis.call('HDEL', KEYS[k + 5], id)
-    redis.call('ZREM', KEYS[k + 1], id)
-    redis.call('ZREM', KEYS[k + 2], id)
-    redis.call('ZREM', KEYS[k + 3], id)
+    -- a message is in one zset at a time: leased, unless its lease ran out and a
+    -- reserve made it ready again
+    if redis.call('ZREM', KEYS[k + 3], id) == 0 then
+      redis.call('ZREM', KEYS[k + 1], id)
+      redis.call('ZREM', KEYS[k + 2], id)
+    end
     out[#out + 1] = 1
   else
     out[#out + 1] = 0
