@@ -357,6 +357,11 @@ def markdown(data: dict[str, Any]) -> str:
         "which both Huey configurations set (the no-op task returns `None` everywhere).",
         "- The worker trees differ in shape: Huey adds a scheduler process, RQ's pool "
         "parent runs beside its workers; W5 counts every process of the tree.",
+        "- `redis-floor` is not a peer but a yardstick: a hand-written JSON queue on "
+        "redis-py (`LPUSH` per message, 2 forked processes looping on `BRPOP`, the result "
+        "pushed onto a list the client pops), with no lease, no retry, no "
+        "acknowledgement — a worker that dies loses its message. It shows what this "
+        "machine allows in the same run.",
         "",
         "## Machine",
         "",
