@@ -111,6 +111,19 @@ def _forked() -> None:
 os.register_at_fork(after_in_child=_forked)
 
 
+class _Own:
+    """A thread's own connection. When the thread ends its locals go, and with them
+    this holder, which disconnects the connection there and then (left to the garbage
+    collector, the socket could be collected before the connection closes it)."""
+
+    __slots__ = ("__weakref__", "conn", "generation")
+
+    def __init__(self, conn: Any, generation: tuple[int, int]) -> None:
+        self.conn = conn
+        self.generation = generation
+        weakref.finalize(self, conn.disconnect)
+
+
 def _token() -> str:
     """A fresh lease token: 128 random bits."""
     return os.urandom(16).hex()
@@ -250,17 +263,16 @@ class RedisBroker(Broker):
         """This thread's own connection, made with the pool's settings but kept out of it:
         the hot paths skip the pool's bookkeeping and redis-py's command layer, which cost
         a no-op task several times what Redis spends on it. It closes when its thread
-        ends (a dropped redis-py connection disconnects itself); a forked process, or a
-        change of timeouts (limit_call_time), makes a fresh one."""
-        own = self._own
-        conn = getattr(own, "conn", None)
+        ends (see _Own); a forked process, or a change of timeouts (limit_call_time),
+        makes a fresh one."""
+        held: _Own | None = getattr(self._own, "held", None)
         generation = (self._generation, _forks[0])
-        if conn is None or own.generation != generation:
+        if held is None or held.generation != generation:
             pool = self._redis.connection_pool
-            conn = pool.connection_class(**pool.connection_kwargs)
-            own.conn, own.generation = conn, generation
-            self._owned.add(conn)
-        return conn
+            held = _Own(pool.connection_class(**pool.connection_kwargs), generation)
+            self._owned.add(held.conn)
+            self._own.held = held
+        return held.conn
 
     def _exec(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """``commands`` in one round trip, their raw replies in order; an error reply
