@@ -26,6 +26,7 @@ import socket
 import tempfile
 import threading
 import uuid
+import weakref
 
 __all__ = ["Doorbells"]
 
@@ -105,14 +106,18 @@ class Doorbells:
             names = os.listdir(self.directory)
         except OSError:
             return
-        sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sender.setblocking(False)
-        try:
-            for name in names:
-                if name.startswith(kind):
-                    self._ring_one(sender, os.path.join(self.directory, name))
-        finally:
-            sender.close()
+        sender = self._sender()
+        for name in names:
+            if name.startswith(kind):
+                self._ring_one(sender, os.path.join(self.directory, name))
+
+    def _sender(self) -> socket.socket:
+        """This thread's unbound socket for ringing, made once (and again after fork);
+        closed when the thread ends or the bells close."""
+        held: _Sender | None = getattr(self._local, "sender", None)
+        if held is None or held.pid != os.getpid():
+            held = self._local.sender = _Sender()
+        return held.sock
 
     @staticmethod
     def _ring_one(sender: socket.socket, path: str) -> None:
@@ -131,6 +136,7 @@ class Doorbells:
         Sockets inherited from a parent process are left alone: they are the parent's.
         """
         self._local.sockets = {}
+        self._local.sender = None
         with self._lock:
             mine = [m for m in self._mine if m[0] == os.getpid()]
             self._mine = [m for m in self._mine if m[0] != os.getpid()]
@@ -140,3 +146,16 @@ class Doorbells:
                 os.unlink(path)
         with contextlib.suppress(OSError):
             os.rmdir(self.directory)  # only if no other process has a socket there
+
+
+class _Sender:
+    """A thread's socket for ringing. The thread's locals go when it ends, and with them
+    this holder, whose finalizer closes the socket (also at interpreter exit)."""
+
+    __slots__ = ("__weakref__", "pid", "sock")
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        weakref.finalize(self, self.sock.close)
