@@ -7,12 +7,13 @@ from __future__ import annotations
 import gc
 import os
 import threading
+import time
 
 import pytest
 
 from taskmill.brokers import open_broker
 from taskmill.brokers.base import Outgoing, ResultRecord, StoredResult
-from taskmill.brokers.redis import RedisBroker
+from taskmill.brokers.redis import IDLE_CHECK_S, RedisBroker
 
 
 def _clients(server) -> int:
@@ -82,5 +83,41 @@ def test_limit_call_time_applies_to_the_threads_own_connections(start_redis, pre
         conn = broker._own_connection()
         assert conn.socket_timeout == 0.5
         assert broker.reserve(["q"], 1, lease_s=30, wait_s=0)[0].id == "m"
+    finally:
+        broker.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_connection_the_server_closed_while_idle_is_made_afresh_without_an_error(
+    start_redis, prefix
+):
+    """No retry pause and no error (even with no retry window at all): a thread's own
+    connection idle for a while is checked before use, as redis-py's pool does."""
+    server = start_redis()
+    broker = open_broker(server.url_for(prefix=prefix, reconnect_s=0))
+    try:
+        broker.enqueue([Outgoing("m1", "q", b"x")])
+        with server.client() as admin:
+            assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
+        time.sleep(IDLE_CHECK_S + 0.2)
+        started = time.monotonic()
+        broker.enqueue([Outgoing("m2", "q", b"y")])
+        assert time.monotonic() - started < 0.04  # no retry pause (50 ms) was needed
+        assert [d.id for d in broker.reserve(["q"], 10, lease_s=30, wait_s=0)] == ["m1", "m2"]
+    finally:
+        broker.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_unix_socket_url_works(start_redis, prefix, tmp_path):
+    path = tmp_path / "redis.sock"
+    server = start_redis("--unixsocket", str(path), "--unixsocketperm", "700")
+    assert server.port
+    broker = open_broker(f"unix://{path}?db=2&prefix={prefix}")
+    try:
+        broker.enqueue([Outgoing("m", "q", b"x")])
+        assert broker.reserve(["q"], 1, lease_s=30, wait_s=0)[0].id == "m"
+        with server.client(db=2) as admin:
+            assert admin.exists(f"{prefix}:{{q}}:msg")
     finally:
         broker.close()

@@ -7,7 +7,7 @@ import sys
 import textwrap
 import time
 
-from taskmill.brokers.doorbell import Doorbells
+from taskmill.brokers.doorbell import LISTING_TTL, Doorbells
 
 
 def test_a_ring_wakes_a_waiter_at_once(tmp_path):
@@ -28,6 +28,7 @@ def test_a_ring_before_the_wait_is_not_lost_and_other_kinds_do_not_wake(tmp_path
     started = time.monotonic()
     bells.wait("result", 5)
     assert time.monotonic() - started < 0.5
+    time.sleep(2 * LISTING_TTL)  # past the short sleeps of a freshly bound socket
     started = time.monotonic()
     bells.wait("reserve", 0.2)  # nobody rang for reserve: sleeps its timeout
     assert time.monotonic() - started >= 0.19
@@ -100,3 +101,18 @@ def test_without_a_usable_directory_bells_are_off_and_wait_just_sleeps(tmp_path)
     assert time.monotonic() - started >= 0.09
     os.chmod(bells.directory, 0o700)
     bells.close()
+
+
+def test_a_waiter_bound_after_a_cached_listing_still_wakes_within_the_listing_ttl(tmp_path):
+    """Rings reuse a directory listing up to LISTING_TTL old; a socket bound after that
+    listing misses such rings, so while young it sleeps at most LISTING_TTL at a time."""
+    ringer = Doorbells(str(tmp_path / "db"))
+    ringer.ring("reserve")  # lists the directory: no reserver yet
+    waiter = Doorbells(str(tmp_path / "db"))
+    waiter.listen("reserve")
+    ringer.ring("reserve")  # the cached listing: this ring does not reach the waiter
+    started = time.monotonic()
+    waiter.wait("reserve", 5.0)
+    assert time.monotonic() - started < LISTING_TTL + 0.05
+    waiter.close()
+    ringer.close()

@@ -10,10 +10,12 @@ a writer that committed something worth waking for "rings" every socket of that 
 
 No wake-up is lost: the socket is bound *before* the check, and a datagram sent between
 the check and ``recv`` waits in the socket's buffer. A stale datagram only causes one
-extra check. A socket whose process died refuses datagrams and is removed by the next
-ring. If the directory cannot be used (another user owns it, a non-Unix system), the
-bells are off and waiters fall back to sleeping out their timeout slices, which callers
-keep short.
+extra check. A ring uses a listing of the directory up to ``LISTING_TTL`` (50 ms) old, so
+a socket bound since may miss rings for that long: a socket that young sleeps at most
+``LISTING_TTL`` at a time, which bounds what such a miss costs. A socket whose process
+died refuses datagrams and is removed by the next ring. If the directory cannot be used
+(another user owns it, a non-Unix system), the bells are off and waiters fall back to
+sleeping out their timeout slices, which callers keep short.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import os
 import socket
 import tempfile
 import threading
+import time
 import uuid
 import weakref
 
@@ -32,6 +35,10 @@ __all__ = ["Doorbells"]
 
 #: longest a waiter sleeps without a ring, so a missed ring costs little
 MAX_SLEEP = 0.5
+#: a ring reuses a listing of the directory this recent (listing it is most of a ring's
+#: cost); a socket younger than twice this sleeps at most this long at a time, so the
+#: rings such a listing missed cost it at most this much latency
+LISTING_TTL = 0.05
 
 
 class Doorbells:
@@ -43,6 +50,8 @@ class Doorbells:
         self.enabled = hasattr(socket, "AF_UNIX") and self._prepare_directory()
         self._local = threading.local()
         self._mine: list[tuple[int, socket.socket, str]] = []  # (pid, socket, path)
+        #: kind -> (when listed, its socket paths); replaced whole, never mutated
+        self._listings: dict[str, tuple[float, tuple[str, ...]]] = {}
         self._lock = threading.Lock()
 
     def _prepare_directory(self) -> bool:
@@ -73,6 +82,8 @@ class Doorbells:
                 sock.close()
                 return None
             sockets[kind] = sock
+            self._local.bound_at = getattr(self._local, "bound_at", {})
+            self._local.bound_at[kind] = time.monotonic()
             with self._lock:
                 self._mine.append((os.getpid(), sock, path))
         return sock
@@ -85,6 +96,8 @@ class Doorbells:
         """Sleep until a ring of ``kind`` or ``timeout`` (at most MAX_SLEEP) seconds."""
         timeout = max(0.0, min(timeout, MAX_SLEEP))
         sock = self._socket(kind)
+        if sock is not None and time.monotonic() - self._local.bound_at[kind] < 2 * LISTING_TTL:
+            timeout = min(timeout, LISTING_TTL)  # rings may still use a listing without it
         if sock is None:
             threading.Event().wait(timeout)
             return
@@ -102,14 +115,23 @@ class Doorbells:
         """Wake every waiter of ``kind``."""
         if not self.enabled:
             return
-        try:
-            names = os.listdir(self.directory)
-        except OSError:
-            return
         sender = self._sender()
-        for name in names:
-            if name.startswith(kind):
-                self._ring_one(sender, os.path.join(self.directory, name))
+        for path in self._listing(kind):
+            self._ring_one(sender, path)
+
+    def _listing(self, kind: str) -> tuple[str, ...]:
+        """The paths of the ``kind`` sockets, from a listing at most LISTING_TTL old."""
+        now = time.monotonic()
+        listed_at, paths = self._listings.get(kind, (0.0, ()))
+        if now - listed_at > LISTING_TTL:
+            try:
+                names = os.listdir(self.directory)
+            except OSError:
+                return ()
+            prefix = self.directory + os.sep
+            paths = tuple(prefix + name for name in names if name.startswith(kind))
+            self._listings[kind] = (now, paths)
+        return paths
 
     def _sender(self) -> socket.socket:
         """This thread's unbound socket for ringing, made once (and again after fork);

@@ -97,6 +97,8 @@ RETRYABLE = (
 #: credentials the server refused: no reconnecting will fix them (both are ConnectionErrors)
 REFUSED = (redis.AuthenticationError, redis.exceptions.AuthorizationError)
 DEFAULT_SOCKET_TIMEOUT = 30.0
+#: a thread's own connection idle this long is checked before use (closed by the server?)
+IDLE_CHECK_S = 1.0
 
 
 #: how many times this process's line was forked: a child never uses a connection made
@@ -116,11 +118,12 @@ class _Own:
     this holder, which disconnects the connection there and then (left to the garbage
     collector, the socket could be collected before the connection closes it)."""
 
-    __slots__ = ("__weakref__", "conn", "generation")
+    __slots__ = ("__weakref__", "conn", "generation", "used_at")
 
     def __init__(self, conn: Any, generation: tuple[int, int]) -> None:
         self.conn = conn
         self.generation = generation
+        self.used_at = time.monotonic()
         weakref.finalize(self, conn.disconnect)
 
 
@@ -146,7 +149,12 @@ def _parse_url(url: str) -> tuple[str, str, float]:
         raise ConfigurationError(f"reconnect_s in {redact_url(url)!r} must be a number") from None
     if not prefix or any(c in prefix for c in "{}"):
         raise ConfigurationError(f"bad key prefix {prefix!r}: must be non-empty, without braces")
-    return parts._replace(query=urlencode(params)).geturl(), prefix, reconnect_s
+    query = urlencode(params)
+    if parts.scheme == "unix" and not parts.netloc:
+        # urlunsplit would write unix:///path.sock as unix:/path.sock, which redis-py
+        # refuses
+        return f"unix://{parts.path}" + (f"?{query}" if query else ""), prefix, reconnect_s
+    return parts._replace(query=query).geturl(), prefix, reconnect_s
 
 
 class RedisBroker(Broker):
@@ -270,8 +278,20 @@ class RedisBroker(Broker):
         if held is None or held.generation != generation:
             pool = self._redis.connection_pool
             held = _Own(pool.connection_class(**pool.connection_kwargs), generation)
-            self._owned.add(held.conn)
+            with self._lock:
+                self._owned.add(held.conn)
             self._own.held = held
+        now = time.monotonic()
+        if now - held.used_at > IDLE_CHECK_S:
+            # As redis-py's pool does before handing out a connection: one the server
+            # closed meanwhile (its idle timeout, a proxy, a restart) is made afresh
+            # now, rather than failing the command and waiting out a retry pause.
+            try:
+                if held.conn.can_read():
+                    held.conn.disconnect()
+            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                held.conn.disconnect()
+        held.used_at = now
         return held.conn
 
     def _exec(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
@@ -703,8 +723,10 @@ class RedisBroker(Broker):
 
     def _drop_owned(self) -> None:
         """Disconnect every thread's own connection; each thread makes a fresh one."""
-        self._generation += 1
-        for conn in list(self._owned):
+        with self._lock:
+            self._generation += 1
+            owned = list(self._owned)
+        for conn in owned:
             conn.disconnect()
 
 

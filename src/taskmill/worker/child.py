@@ -192,7 +192,10 @@ class Child:
             self._wait_for_change()
             return
         if self._backlog and 0 < self._avg_seconds < TINY_TASK_S:
-            self.stopping.wait(LINGER_S)
+            # results go out first: a client waiting for one must not wait for the linger
+            self.holdings.flush()
+            if self.stopping.wait(LINGER_S):
+                return
         # The results of the tasks run here are stored first: one round trip with a
         # reservation that does not block; only if it finds nothing, a blocking one.
         lease_s = self.app.settings.lease_s
