@@ -66,6 +66,10 @@ RESERVE_WAIT = 0.5
 #: with a backlog of tiny tasks, wait this long before reserving again, so the next
 #: reservation takes a batch rather than the one or two messages sent meanwhile
 LINGER_S = 0.002
+#: a backlog: a reservation that does not block found at least this many messages (but
+#: fewer than it asked for). Not one: a client that waits for each result before sending
+#: the next leaves one message during a linger, and must not keep the worker lingering
+BACKLOG_BATCH = 2
 #: tasks shorter than this on average are tiny: per-batch costs outweigh them
 TINY_TASK_S = 0.001
 #: how often a waiting main thread and the results thread look at the clock
@@ -116,7 +120,7 @@ class Child:
         self.finished = threading.Event()
         self.done = 0
         self._avg_seconds = 0.0
-        #: the last reservation found messages waiting, fewer than it asked for
+        #: the last reservation found a backlog (see BACKLOG_BATCH): linger before the next
         self._backlog = False
         self.holdings = Holdings(app, slot)
         self._lock = self.holdings.lock  # also guards the running counts below
@@ -191,7 +195,8 @@ class Child:
             self.holdings.flush()
             self._wait_for_change()
             return
-        if self._backlog and 0 < self._avg_seconds < TINY_TASK_S:
+        lingered = self._backlog and 0 < self._avg_seconds < TINY_TASK_S
+        if lingered:
             # results go out first: a client waiting for one must not wait for the linger
             self.holdings.flush()
             if self.stopping.wait(LINGER_S):
@@ -200,7 +205,7 @@ class Child:
         # reservation that does not block; only if it finds nothing, a blocking one.
         lease_s = self.app.settings.lease_s
         batch = self.holdings.flush_and_reserve(self.queues, size, lease_s, 0.0, self.consumer)
-        self._backlog = 0 < len(batch) < size
+        self._backlog = BACKLOG_BATCH <= len(batch) < size
         if not batch:
             batch = self.app.broker.reserve(
                 self.queues, size, lease_s, RESERVE_WAIT, self.consumer
