@@ -195,8 +195,7 @@ class Child:
             self.holdings.flush()
             self._wait_for_change()
             return
-        lingered = self._backlog and 0 < self._avg_seconds < TINY_TASK_S
-        if lingered:
+        if self._backlog and 0 < self._avg_seconds < TINY_TASK_S:
             # results go out first: a client waiting for one must not wait for the linger
             self.holdings.flush()
             if self.stopping.wait(LINGER_S):
