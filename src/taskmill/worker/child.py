@@ -66,9 +66,9 @@ RESERVE_WAIT = 0.5
 #: with a backlog of tiny tasks, wait this long before reserving again, so the next
 #: reservation takes a batch rather than the one or two messages sent meanwhile
 LINGER_S = 0.002
-#: a backlog: a reservation that does not block found at least this many messages (but
-#: fewer than it asked for). Not one: a client that waits for each result before sending
-#: the next leaves one message during a linger, and must not keep the worker lingering
+#: a backlog: a reservation found at least this many messages (but fewer than it asked
+#: for). Not one: a client that waits for each result before sending the next leaves one
+#: message per wake-up or linger, and must not keep the worker lingering
 BACKLOG_BATCH = 2
 #: tasks shorter than this on average are tiny: per-batch costs outweigh them
 TINY_TASK_S = 0.001
@@ -200,15 +200,12 @@ class Child:
             self.holdings.flush()
             if self.stopping.wait(LINGER_S):
                 return
-        # The results of the tasks run here are stored first: one round trip with a
-        # reservation that does not block; only if it finds nothing, a blocking one.
+        # The results of the tasks run here are stored before the reserve may block.
         lease_s = self.app.settings.lease_s
-        batch = self.holdings.flush_and_reserve(self.queues, size, lease_s, 0.0, self.consumer)
+        batch = self.holdings.flush_and_reserve(
+            self.queues, size, lease_s, RESERVE_WAIT, self.consumer
+        )
         self._backlog = BACKLOG_BATCH <= len(batch) < size
-        if not batch:
-            batch = self.app.broker.reserve(
-                self.queues, size, lease_s, RESERVE_WAIT, self.consumer
-            )
         if batch:
             self._take(batch)
 
