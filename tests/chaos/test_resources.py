@@ -32,9 +32,18 @@ def hog(log, mib_per_step):
         _time.sleep(0.01)
 
 @app.task(name="leak")
-def leak(mib):
-    _leaked.append(b"x" * (mib << 20))
-    return len(_leaked)
+def leak(mib, later=0.0):
+    # keep mib MiB for good: now, or `later` seconds after the task has returned
+    import threading as _threading
+
+    def grab():
+        _leaked.append(b"x" * (mib << 20))
+
+    if not later:
+        grab()
+        return len(_leaked)
+    _threading.Timer(later, grab).start()
+    return len(_leaked) + 1
 
 @app.task(name="stubborn", time_limit=1)
 def stubborn(log):
@@ -96,7 +105,9 @@ def test_a_child_over_the_memory_limit_between_tasks_is_recycled_with_no_failure
     worker = workspace.start_worker("--max-memory-per-child", str(LIMIT_MIB), concurrency=1)
     (first,) = worker.children()
 
-    held = [tasks.leak.delay(60).get(timeout=15) for _ in range(3)]  # 180 MiB + the child
+    # 180 MiB + the child; the last 60 MiB after its task returned, so that the child
+    # crosses the limit between tasks (allocated during one, a tick could land first)
+    held = [tasks.leak.delay(60, later).get(timeout=15) for later in (0, 0, 0.3)]
 
     assert held == [1, 2, 3]
     worker.wait_for_log("over the limit of 200 MiB: recycling it")
