@@ -55,6 +55,7 @@ from .base import (
     QueueStats,
     ResultRecord,
     StoredResult,
+    Wanted,
 )
 from .doorbell import MAX_SLEEP, Doorbells
 
@@ -260,10 +261,16 @@ class SQLiteBroker(Broker):
             conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
     @contextmanager
-    def _transaction(self, write: bool = True) -> Iterator[sqlite3.Connection]:
-        """One transaction: ``BEGIN IMMEDIATE`` to write, a snapshot to read."""
+    def _transaction(
+        self, write: bool = True, snapshot: bool = True
+    ) -> Iterator[sqlite3.Connection]:
+        """One transaction: ``BEGIN IMMEDIATE`` to write, a snapshot to read (without
+        ``snapshot``, each read statement is a snapshot of its own)."""
         conn = self._conn()
         try:
+            if not (write or snapshot):
+                yield conn
+                return
             if write:
                 self._begin_immediate(conn)
             else:
@@ -368,6 +375,17 @@ class SQLiteBroker(Broker):
     def _lease(
         self, queues: Sequence[str], max_count: int, lease_s: float, consumer: str
     ) -> list[Delivery]:
+        with self._transaction() as conn:
+            return self._lease_in(conn, queues, max_count, lease_s, consumer)
+
+    def _lease_in(
+        self,
+        conn: sqlite3.Connection,
+        queues: Sequence[str],
+        max_count: int,
+        lease_s: float,
+        consumer: str,
+    ) -> list[Delivery]:
         # Per queue, the first max_count due rows by index order; then the best of those.
         # One IN (...) over all queues would sort every due row of every queue instead.
         per_queue = (
@@ -384,10 +402,23 @@ class SQLiteBroker(Broker):
         for queue in queues:
             params += [queue, now, max_count]
         params.append(max_count)
-        with self._transaction() as conn:
-            rows = conn.execute(sql, params).fetchall()
+        rows = conn.execute(sql, params).fetchall()
         rows.sort(key=lambda r: (-r[0], r[1]))  # RETURNING order is unspecified
         return [Delivery(id, q, body, n, attempt, token) for _, _, id, q, body, n, attempt in rows]
+
+    def _ack_and_lease(
+        self, deliveries: Sequence[Delivery], results: Sequence[ResultRecord], want: Wanted
+    ) -> tuple[list[bool], list[Delivery]]:
+        """The ack and a first lease in one write transaction (one commit per task when
+        tasks are taken one at a time); the reserve's wait, if any, after it."""
+        with self._transaction() as conn:
+            acked = self._ack_in(conn, deliveries, results)
+            leased = self._lease_in(conn, want.queues, want.max_count, want.lease_s, want.consumer)
+        if results:
+            self._bells.ring(WAITERS)
+        if leased or want.wait_s <= 0:
+            return acked, leased
+        return acked, self.reserve(*want)
 
     def _per_delivery(self, sql: str, rows: Iterable[Sequence[object]]) -> list[bool]:
         """Run one statement per delivery in one transaction; whether each changed a row."""
@@ -534,8 +565,9 @@ class SQLiteBroker(Broker):
         wanted = list(dict.fromkeys(ids))
         found: dict[str, StoredResult] = {}
         now = self.now()
-        # One snapshot: an ack between the two reads cannot hide both message and result.
-        with self._transaction(write=False) as conn:
+        # One snapshot where messages are read too: an ack between the two reads cannot
+        # hide both message and result. A final result, once there, stays.
+        with self._transaction(write=False, snapshot=not final_only) as conn:
             for chunk in _chunks(wanted):
                 marks = _marks(len(chunk))
                 for id, state, body in conn.execute(
