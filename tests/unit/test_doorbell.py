@@ -7,7 +7,7 @@ import sys
 import textwrap
 import time
 
-from taskmill.brokers.doorbell import LISTING_TTL, Doorbells
+from taskmill.brokers.doorbell import SETTLE_S, Doorbells
 
 
 def test_a_ring_wakes_a_waiter_at_once(tmp_path):
@@ -28,7 +28,6 @@ def test_a_ring_before_the_wait_is_not_lost_and_other_kinds_do_not_wake(tmp_path
     started = time.monotonic()
     bells.wait("result", 5)
     assert time.monotonic() - started < 0.5
-    time.sleep(2 * LISTING_TTL)  # past the short sleeps of a freshly bound socket
     started = time.monotonic()
     bells.wait("reserve", 0.2)  # nobody rang for reserve: sleeps its timeout
     assert time.monotonic() - started >= 0.19
@@ -103,16 +102,38 @@ def test_without_a_usable_directory_bells_are_off_and_wait_just_sleeps(tmp_path)
     bells.close()
 
 
-def test_a_waiter_bound_after_a_cached_listing_still_wakes_within_the_listing_ttl(tmp_path):
-    """Rings reuse a directory listing up to LISTING_TTL old; a socket bound after that
-    listing misses such rings, so while young it sleeps at most LISTING_TTL at a time."""
+def test_a_waiter_bound_after_a_listing_is_rung_by_the_next_ring(tmp_path):
+    """A ring reuses its listing only while the directory is unchanged: binding a socket
+    changes it, so the very next ring lists again and reaches the new waiter."""
     ringer = Doorbells(str(tmp_path / "db"))
     ringer.ring("reserve")  # lists the directory: no reserver yet
+    time.sleep(2 * SETTLE_S)  # a settled listing, the kind a ring reuses
     waiter = Doorbells(str(tmp_path / "db"))
     waiter.listen("reserve")
-    ringer.ring("reserve")  # the cached listing: this ring does not reach the waiter
+    ringer.ring("reserve")
     started = time.monotonic()
     waiter.wait("reserve", 5.0)
-    assert time.monotonic() - started < LISTING_TTL + 0.05
+    assert time.monotonic() - started < 0.1
     waiter.close()
     ringer.close()
+
+
+def test_rings_reuse_the_listing_while_the_directory_is_unchanged(tmp_path, monkeypatch):
+    waiter = Doorbells(str(tmp_path / "db"))
+    waiter.listen("result")
+    ringer = Doorbells(str(tmp_path / "db"))
+    ringer.ring("result")
+    time.sleep(2 * SETTLE_S)
+    ringer.ring("result")  # a listing taken after the directory settled
+    listed = []
+    real_listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda path: listed.append(path) or real_listdir(path))
+    for _ in range(10):
+        ringer.ring("result")
+    assert listed == []
+    another = Doorbells(str(tmp_path / "db"))
+    another.listen("result")  # the directory changes: listed again
+    ringer.ring("result")
+    assert listed == [ringer.directory]
+    for bells in (another, waiter, ringer):
+        bells.close()

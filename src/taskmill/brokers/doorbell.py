@@ -10,9 +10,12 @@ a writer that committed something worth waking for "rings" every socket of that 
 
 No wake-up is lost: the socket is bound *before* the check, and a datagram sent between
 the check and ``recv`` waits in the socket's buffer. A stale datagram only causes one
-extra check. A ring uses a listing of the directory up to ``LISTING_TTL`` (50 ms) old, so
-a socket bound since may miss rings for that long: a socket that young sleeps at most
-``LISTING_TTL`` at a time, which bounds what such a miss costs. A socket whose process
+extra check. A ring reuses its last listing of the directory while the directory's
+modification time is unchanged (binding or removing a socket changes it), so a ring
+costs a ``stat`` and a datagram per socket, not a listing. A listing taken within
+``SETTLE_S`` of that time is not trusted (the file system's clock is coarse: a socket
+bound just after it could leave the time as it was), and none is used for longer than
+``MAX_LISTING_AGE_S``. A socket whose process
 died refuses datagrams and is removed by the next ring. If the directory cannot be used
 (another user owns it, a non-Unix system), the bells are off and waiters fall back to
 sleeping out their timeout slices, which callers keep short.
@@ -35,10 +38,11 @@ __all__ = ["Doorbells"]
 
 #: longest a waiter sleeps without a ring, so a missed ring costs little
 MAX_SLEEP = 0.5
-#: a ring reuses a listing of the directory this recent (listing it is most of a ring's
-#: cost); a socket younger than twice this sleeps at most this long at a time, so the
-#: rings such a listing missed cost it at most this much latency
-LISTING_TTL = 0.05
+#: a listing taken this soon after the directory's modification time is taken again by
+#: the next ring: file systems stamp times from a clock that ticks every few milliseconds
+SETTLE_S = 0.02
+#: and a listing is never reused for longer than this, whatever the time says
+MAX_LISTING_AGE_S = 1.0
 
 
 class Doorbells:
@@ -50,8 +54,9 @@ class Doorbells:
         self.enabled = hasattr(socket, "AF_UNIX") and self._prepare_directory()
         self._local = threading.local()
         self._mine: list[tuple[int, socket.socket, str]] = []  # (pid, socket, path)
-        #: kind -> (when listed, its socket paths); replaced whole, never mutated
-        self._listings: dict[str, tuple[float, tuple[str, ...]]] = {}
+        #: kind -> (when listed, the directory's time then, its socket paths), in ns;
+        #: replaced whole, never mutated
+        self._listings: dict[str, tuple[int, int, tuple[str, ...]]] = {}
         self._lock = threading.Lock()
 
     def _prepare_directory(self) -> bool:
@@ -82,8 +87,6 @@ class Doorbells:
                 sock.close()
                 return None
             sockets[kind] = sock
-            self._local.bound_at = getattr(self._local, "bound_at", {})
-            self._local.bound_at[kind] = time.monotonic()
             with self._lock:
                 self._mine.append((os.getpid(), sock, path))
         return sock
@@ -96,8 +99,6 @@ class Doorbells:
         """Sleep until a ring of ``kind`` or ``timeout`` (at most MAX_SLEEP) seconds."""
         timeout = max(0.0, min(timeout, MAX_SLEEP))
         sock = self._socket(kind)
-        if sock is not None and time.monotonic() - self._local.bound_at[kind] < 2 * LISTING_TTL:
-            timeout = min(timeout, LISTING_TTL)  # rings may still use a listing without it
         if sock is None:
             threading.Event().wait(timeout)
             return
@@ -120,17 +121,26 @@ class Doorbells:
             self._ring_one(sender, path)
 
     def _listing(self, kind: str) -> tuple[str, ...]:
-        """The paths of the ``kind`` sockets, from a listing at most LISTING_TTL old."""
-        now = time.monotonic()
-        listed_at, paths = self._listings.get(kind, (0.0, ()))
-        if now - listed_at > LISTING_TTL:
+        """The paths of the ``kind`` sockets: the last listing while the directory has
+        not changed since it (see the module's docstring), else a new one."""
+        now = time.time_ns()
+        try:
+            changed = os.stat(self.directory).st_mtime_ns
+        except OSError:
+            return ()
+        listed, seen, paths = self._listings.get(kind, (0, -1, ()))
+        if (
+            changed != seen
+            or listed - changed < SETTLE_S * 1e9
+            or now - listed > MAX_LISTING_AGE_S * 1e9
+        ):
             try:
                 names = os.listdir(self.directory)
             except OSError:
                 return ()
             prefix = self.directory + os.sep
             paths = tuple(prefix + name for name in names if name.startswith(kind))
-            self._listings[kind] = (now, paths)
+            self._listings[kind] = (now, changed, paths)
         return paths
 
     def _sender(self) -> socket.socket:
