@@ -354,8 +354,10 @@ class Dispatcher:
 
     def _complete(self, found: dict[str, StoredResult]) -> None:
         with self.cond:
+            full = self._room() <= 0
             calls = [(self.inflight.pop(id, None), stored) for id, stored in found.items()]
-            self.cond.notify_all()
+            if full or self.shutdown:
+                self.cond.notify_all()  # a sender waiting for room (else nobody waits)
         for call, stored in calls:
             if call is not None:
                 self._settle(call, stored)

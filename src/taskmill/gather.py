@@ -5,7 +5,8 @@
     pending ids, oldest first:  a b c d e f g h i j …
                                 └─ window ─┘            the oldest WINDOW still pending
     wait(timeout):  broker.wait_results(window)     blocks until one of them is final
-                    broker.fetch_results(window)    the others that finished meanwhile
+                    broker.fetch_results(window)    the others that finished meanwhile, where
+                                                    the wait handed over one (Redis)
                     every SWEEP_S: fetch_results over all pending, a window at a time,
                     so a result that finished far out of order is not left waiting
 
@@ -72,7 +73,7 @@ class Gatherer:
         if not window:
             return {}
         found = self.broker.wait_results(window, timeout)
-        if len(found) == 1 and len(window) > 1:
+        if len(found) == 1 and len(window) > 1 and not self.broker.WAIT_RETURNS_ALL:
             # a blocking pop hands over one result: collect the window's others too
             found.update(self._final(window))
         if len(found) * 2 >= len(window):

@@ -32,7 +32,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 __all__ = [
     "Broker",
@@ -129,6 +129,9 @@ class Broker(ABC):
 
     #: the URL the broker was opened with, password removed
     url: str = ""
+    #: whether ``wait_results`` returns every final result among its ids when it returns
+    #: (it looks at them all), rather than the first one handed over
+    WAIT_RETURNS_ALL: ClassVar[bool] = True
 
     # -- messages ---------------------------------------------------------------------
 
@@ -239,7 +242,8 @@ class Broker(ABC):
     def wait_results(self, ids: Collection[str], timeout: float | None) -> dict[str, StoredResult]:
         """Block until at least one of ``ids`` has a final result, or ``timeout`` passes.
 
-        Returns the final results among ``ids`` (maybe none, on timeout). This base
+        Returns the final results among ``ids`` (maybe none, on timeout; only the first
+        where ``WAIT_RETURNS_ALL`` is False). This base
         version polls ``fetch_results`` with a backoff from 0.5 ms to 50 ms; brokers
         that can block on the server override it.
         """

@@ -160,6 +160,8 @@ def _parse_url(url: str) -> tuple[str, str, float]:
 class RedisBroker(Broker):
     """The contract on Redis 6.2+ (7 recommended)."""
 
+    #: a blocking pop hands over one result (see ``wait_results``)
+    WAIT_RETURNS_ALL = False
     #: the queue keys enqueue.lua gets: on one server no reserver registers in waiters
     _enqueue_kinds: tuple[str, ...] = ("ready", "delayed", "msg", "meta", "notify", "seq")
 
