@@ -1,5 +1,9 @@
 """Runs the cells one after the other, each in its own process with a timeout.
 
+With ``--rounds N`` every cell runs N times: round by round, and within a round workload
+by workload, the systems taking turns, so a change in the machine's speed during the run
+hits every system of a workload alike. Each figure reported is the median of its rounds.
+
 Before each cell the orchestrator waits (a bounded while) for the machine to be quiet:
 another program using the cores skews every figure. The load from outside during each
 cell is recorded, and the report flags the cells it may have skewed.
@@ -16,6 +20,7 @@ import argparse
 import contextlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -54,34 +59,28 @@ def run(
     load = ForeignLoad()
     run_before = load.snapshot()
     quiet_budget = [args.quiet_budget]
-    for system in systems:
-        results[system] = {}
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {s: {k: [] for k in workloads}
+                                                        for s in systems}
+    for round_ in range(args.rounds):
+        if args.rounds > 1:
+            print(f"round {round_ + 1} of {args.rounds}", flush=True)
         for key in workloads:
-            if key == "W1m" and not SYSTEMS[system].batch_send:
-                results[system][key] = {"status": "n/a", "reason": "W1m is for taskmill only"}
-                continue
-            result: dict[str, Any] = {}
-            for attempt in range(1 + args.retry_skewed):
-                cell_dir = root / f"{system}-{key}-{attempt + 1}"
-                cell_dir.mkdir()
-                pid_files.append(cell_dir / "pids.json")
-                _wait_quiet(load, args.quiet_wait, quiet_budget)
-                print(f"  {system:<16} {key:<4} ... ", end="", flush=True)
-                before = load.snapshot()
-                fresh = _run_cell(system, key, cell_dir, params, args)
-                fresh["outside_load_cores"] = load.cores(before, load.snapshot())
-                fresh["attempt"] = attempt + 1
-                print(report.cell_summary(key, fresh), flush=True)
-                if not result or fresh["outside_load_cores"] < result["outside_load_cores"]:
-                    result = fresh
-                if not _worth_retrying(key, result):
-                    break
-            results[system][key] = result
+            for system in systems:
+                if key == "W1m" and not SYSTEMS[system].batch_send:
+                    runs[system][key] = [{"status": "n/a",
+                                          "reason": "W1m is for taskmill only"}]
+                    continue
+                cell = root / f"{system}-{key}-r{round_ + 1}"
+                runs[system][key].append(
+                    _run_least_disturbed(system, key, cell, params, args, load, quiet_budget,
+                                         pid_files))
+    results = {s: {k: _median_of(runs[s][k]) for k in workloads} for s in systems}
     leftovers = _leftovers(pid_files)
     elapsed = time.time() - started
     data = {
         "command": os.environ.get("BENCH_COMMAND", "python benchmarks/run.py " + " ".join(argv)),
         "quick": args.quick,
+        "rounds": args.rounds,
         "params": report.params_dict(params),
         "machine": machine,
         "versions": report.versions(systems),
@@ -100,6 +99,56 @@ def run(
     print(f"\nprocesses left behind: {', '.join(leftovers) if leftovers else 'none'}")
     print(f"run took {elapsed:.0f}s; report written to {output}")
     return 1 if leftovers else 0
+
+
+def _run_least_disturbed(
+    system: str, key: str, cell: Path, params: Any, args: argparse.Namespace,
+    load: ForeignLoad, quiet_budget: list[float], pid_files: list[Path],
+) -> dict[str, Any]:
+    """One cell, run again (up to --retry-skewed times) while programs outside the run
+    disturbed it; the least disturbed attempt."""
+    result: dict[str, Any] = {}
+    for attempt in range(1 + args.retry_skewed):
+        cell_dir = cell.with_name(f"{cell.name}-{attempt + 1}")
+        cell_dir.mkdir()
+        pid_files.append(cell_dir / "pids.json")
+        _wait_quiet(load, args.quiet_wait, quiet_budget)
+        print(f"  {system:<16} {key:<4} ... ", end="", flush=True)
+        before = load.snapshot()
+        fresh = _run_cell(system, key, cell_dir, params, args)
+        fresh["outside_load_cores"] = load.cores(before, load.snapshot())
+        fresh["attempt"] = attempt + 1
+        print(report.cell_summary(key, fresh), flush=True)
+        if not result or fresh["outside_load_cores"] < result["outside_load_cores"]:
+            result = fresh
+        if not _worth_retrying(key, result):
+            break
+    return result
+
+
+def _median_of(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """A cell's rounds as one result: each figure the median over the rounds that ran;
+    if none ran, the last round's failure."""
+    ok = [r for r in rounds if r["status"] == "ok"]
+    if not ok:
+        return rounds[-1]
+    merged = dict(ok[0])
+    merged["metrics"] = {name: _median([r["metrics"][name] for r in ok])
+                         for name in ok[0]["metrics"]}
+    merged["outside_load_cores"] = statistics.mean(r["outside_load_cores"] for r in ok)
+    merged["wall_s"] = sum(r.get("wall_s", 0.0) for r in ok)
+    merged["rounds"] = len(ok)
+    merged["notes"] = sorted({n for r in ok for n in r.get("notes", [])})
+    return merged
+
+
+def _median(values: list[Any]) -> Any:
+    """The median of numbers (of counts, one of them); anything else: the first."""
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return values[0]
+    if all(isinstance(v, int) for v in values):
+        return statistics.median_low(values)
+    return statistics.median(values)
 
 
 def _worth_retrying(key: str, result: dict[str, Any]) -> bool:

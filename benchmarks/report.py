@@ -327,8 +327,11 @@ def markdown(data: dict[str, Any]) -> str:
         f"or main process and its children) {p['w5_idle_s']:g} s after it is ready, no "
         "task sent; USS (`psutil` `memory_full_info().uss`) summed over the tree.",
         "",
-        f"W1, W2 and W3 start with {p['warmup']} untimed warm-up tasks. Each "
-        "(system, workload) cell runs in its own process with a fresh worker group, a "
+        f"W1, W2 and W3 start with {p['warmup']} untimed warm-up tasks. Every figure is "
+        f"the median of {data.get('rounds', 1)} round(s): in each round the workloads "
+        "run one after the other, and for each workload the systems take turns, so a "
+        "change in the machine's speed during the run hits the systems of a workload "
+        "alike. Each (system, workload) cell runs in its own process with a fresh worker group, a "
         "flushed Redis database (db 14 for the peers, db 13 for taskmill) or a fresh "
         "SQLite file, and a timeout; workers are stopped by PID (SIGTERM, then the tree "
         "is killed) and the run checks that no process is left behind. Before each "

@@ -103,6 +103,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quiet-budget", type=float, default=900.0, metavar="SECONDS",
                         help="at most this much waiting for quiet in the whole run "
                         "[default: 900]")
+    parser.add_argument("--rounds", type=int, default=None, metavar="N",
+                        help="run every cell N times, the systems taking turns, and report "
+                        "each figure's median [default: 3; --quick: 1]")
     parser.add_argument("--retry-skewed", type=int, default=1, metavar="N",
                         help="run a cell again, up to N times, when other programs used the "
                         "CPUs during it; the least disturbed attempt counts [default: 1]")
@@ -113,7 +116,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--cell", nargs=2, metavar=("SYSTEM", "WORKLOAD"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--cell-dir", type=Path, help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    return args
 
 
 def params_of(args: argparse.Namespace) -> Any:
