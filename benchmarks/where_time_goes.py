@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import redis
@@ -33,6 +34,27 @@ def cpu_seconds(processes: list[psutil.Process]) -> float:
         times = p.cpu_times()
         total += times.user + times.system
     return total
+
+
+def wait_until_served(noop: Any) -> None:
+    """Until the worker answers (30 s at most)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            noop.delay().get(timeout=1)
+            return
+        except TimeoutError:
+            if time.monotonic() > deadline:
+                raise
+
+
+def print_commandstats(server: redis.Redis, n: int) -> None:
+    stats = server.info("commandstats")
+    rows = sorted(stats.items(), key=lambda kv: -kv[1]["usec"])
+    print("  Redis commands per task (calls, server us):")
+    for name, s in rows[:12]:
+        calls, usec = s["calls"] / n, s["usec"] / n
+        print(f"    {name.removeprefix('cmdstat_'):<16} {calls:5.2f}  {usec:6.1f} us")
 
 
 def main() -> None:
@@ -56,14 +78,7 @@ def main() -> None:
     try:
         from where_tasks import noop
 
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                noop.delay().get(timeout=1)
-                break
-            except TimeoutError:
-                if time.monotonic() > deadline:
-                    raise
+        wait_until_served(noop)
         tree = [psutil.Process(worker.pid), *psutil.Process(worker.pid).children()]
         redis_pid = int(server.info("server")["process_id"])
         groups = {"client": [psutil.Process()], "worker": tree}
@@ -81,12 +96,7 @@ def main() -> None:
         for k in groups:
             print(f"  CPU per task, {k:<6}: {(after[k] - before[k]) / options.n * 1e6:6.0f} us")
         if options.broker == "redis":
-            stats = server.info("commandstats")
-            rows = sorted(stats.items(), key=lambda kv: -kv[1]["usec"])
-            print("  Redis commands per task (calls, server us):")
-            for name, s in rows[:12]:
-                calls, usec = s["calls"] / options.n, s["usec"] / options.n
-                print(f"    {name.removeprefix('cmdstat_'):<16} {calls:5.2f}  {usec:6.1f} us")
+            print_commandstats(server, options.n)
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)

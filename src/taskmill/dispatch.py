@@ -249,6 +249,9 @@ class Dispatcher:
         outgoing: list[Outgoing] = []
         sent: dict[str, Call] = {}
         size = 0
+        # With nothing in flight the workers are idle: the first message goes out alone,
+        # so they start on it while the rest of the batch is encoded.
+        alone = not self.inflight
         for call in batch:
             if not call.future.set_running_or_notify_cancel():
                 continue
@@ -261,7 +264,8 @@ class Dispatcher:
             outgoing.append(Outgoing(id=id, queue=self.queue, body=body))
             sent[id] = call
             size += len(body)
-            if size >= BATCH_BYTES:
+            if size >= BATCH_BYTES or alone:
+                alone = False
                 self._enqueue(outgoing, sent)
                 outgoing, sent, size = [], {}, 0
         self._enqueue(outgoing, sent)
