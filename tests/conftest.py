@@ -7,6 +7,12 @@ and killed by pid afterwards if they are still alive, so no test leaves a worker
 behind. psutil checks a process's start time before signalling it, so a pid the kernel
 has reused since is never hit.
 
+Orphans of earlier sessions: pytest ends a test that hits its timeout with ``os._exit``,
+so that test's teardown never stops what it started (a private ``redis-server``, a worker).
+Such a process is re-parented to init. At the start of each session, every process whose
+parent is init and whose working directory is inside pytest's temporary root
+(``pytest-of-USER``, where tests run their servers and workers) is killed.
+
 ``redis_cluster``: a real three-master Redis Cluster (:mod:`redis_cluster`), started once
 per session on first use and stopped by pid at its end; tests share it, each under a key
 prefix of its own.
@@ -21,6 +27,8 @@ from typing import TYPE_CHECKING
 
 import psutil
 import pytest
+
+from orphans import reap_orphans
 
 if TYPE_CHECKING:
     from redis_cluster import PrivateCluster
@@ -83,6 +91,13 @@ class Reaper:
             except psutil.NoSuchProcess:
                 pass
         psutil.wait_procs(leftovers, timeout=5)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_orphans_of_earlier_sessions(tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = tmp_path_factory.getbasetemp().parent
+    if root.name.startswith("pytest-of-"):  # pytest's own root, not a --basetemp
+        reap_orphans(root)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
