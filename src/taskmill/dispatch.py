@@ -360,8 +360,8 @@ class Dispatcher:
         with self.cond:
             full = self._room() <= 0
             calls = [(self.inflight.pop(id, None), stored) for id, stored in found.items()]
-            if full or self.shutdown:
-                self.cond.notify_all()  # a sender waiting for room (else nobody waits)
+            if full:
+                self.cond.notify_all()  # the sender waits for room (nothing else waits here)
         for call, stored in calls:
             if call is not None:
                 self._settle(call, stored)
